@@ -1,0 +1,34 @@
+"""cgroupfs: cgroup v1, v2 and hybrid for supervise. Synchronous, stdlib only.
+
+Detect the layout, create a container's cgroup under this process's own
+(``<own>/supervise/<name>``), apply limits, add pids, sample stats, kill and
+destroy. File I/O lives in ``_fs``; translation and parsing are pure.
+"""
+
+from ._create import create_cgroup, open_cgroup
+from ._errors import CgroupError
+from ._layout import Layout, detect_layout
+from ._limits import Limits, shares_to_weight, v1_limit_files, v2_limit_files
+from ._protocol import Cgroup
+from ._stats import Stats, parse_v1_stats, parse_v2_stats
+from ._v1 import V1Cgroup
+from ._v2 import V2Cgroup, prepare_v2_delegation
+
+__all__ = [
+    "CgroupError",
+    "Limits",
+    "Stats",
+    "Layout",
+    "Cgroup",
+    "V1Cgroup",
+    "V2Cgroup",
+    "v1_limit_files",
+    "v2_limit_files",
+    "shares_to_weight",
+    "parse_v1_stats",
+    "parse_v2_stats",
+    "detect_layout",
+    "prepare_v2_delegation",
+    "create_cgroup",
+    "open_cgroup",
+]

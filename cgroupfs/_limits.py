@@ -1,0 +1,118 @@
+"""Resource limits and their pure translation into cgroup v1 / v2 files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import CgroupError
+
+DEFAULT_CPU_PERIOD_US = 100_000
+_MIN_SHARES = 2
+_MAX_SHARES = 262_144
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may use. ``None`` leaves the kernel's value alone.
+
+    ``memory_swap_bytes`` follows docker's ``--memory-swap``: memory plus swap in
+    total, ``-1`` for unlimited swap. ``cpu_period_us`` defaults to 100000 when a
+    quota is set. A negative ``pids_max``, ``memory_bytes`` or ``cpu_quota_us``
+    means unlimited.
+    """
+
+    memory_bytes: int | None = None
+    memory_swap_bytes: int | None = None
+    cpu_shares: int | None = None
+    cpu_quota_us: int | None = None
+    cpu_period_us: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_max: int | None = None
+
+
+def shares_to_weight(shares: int) -> int:
+    """cgroup v1 ``cpu.shares`` [2, 262144] to v2 ``cpu.weight`` [1, 10000], as runc does."""
+    shares = min(max(shares, _MIN_SHARES), _MAX_SHARES)
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def _check(limits: Limits) -> None:
+    swap = limits.memory_swap_bytes
+    if swap is not None and swap != -1:
+        if limits.memory_bytes is None or limits.memory_bytes < 0:
+            raise CgroupError(f"memory_swap_bytes={swap} needs a memory_bytes limit as well")
+        if swap < limits.memory_bytes:
+            raise CgroupError(
+                f"memory_swap_bytes={swap} is below memory_bytes={limits.memory_bytes}"
+                " (it is memory plus swap)"
+            )
+    if limits.cpu_period_us is not None and limits.cpu_period_us <= 0:
+        raise CgroupError(f"cpu_period_us={limits.cpu_period_us} must be positive")
+    if limits.cpu_shares is not None and limits.cpu_shares <= 0:
+        raise CgroupError(f"cpu_shares={limits.cpu_shares} must be positive")
+
+
+def _v1_number(value: int) -> str:
+    return "-1" if value < 0 else str(value)
+
+
+def _v2_number(value: int) -> str:
+    return "max" if value < 0 else str(value)
+
+
+def v1_limit_files(limits: Limits) -> list[tuple[str, str, str]]:
+    """``(controller, filename, text)`` to write on cgroup v1, in write order.
+
+    ``memory.memsw.limit_in_bytes`` comes after ``memory.limit_in_bytes``: the
+    kernel refuses a memsw limit below the memory limit.
+    """
+    _check(limits)
+    files: list[tuple[str, str, str]] = []
+    if limits.memory_bytes is not None:
+        files.append(("memory", "memory.limit_in_bytes", _v1_number(limits.memory_bytes)))
+    if limits.memory_swap_bytes is not None:
+        files.append(
+            ("memory", "memory.memsw.limit_in_bytes", _v1_number(limits.memory_swap_bytes))
+        )
+    if limits.cpu_shares is not None:
+        files.append(("cpu", "cpu.shares", str(limits.cpu_shares)))
+    if limits.cpu_quota_us is not None or limits.cpu_period_us is not None:
+        period = limits.cpu_period_us or DEFAULT_CPU_PERIOD_US
+        files.append(("cpu", "cpu.cfs_period_us", str(period)))
+        if limits.cpu_quota_us is not None:
+            files.append(("cpu", "cpu.cfs_quota_us", _v1_number(limits.cpu_quota_us)))
+    if limits.cpuset_cpus is not None:
+        files.append(("cpuset", "cpuset.cpus", limits.cpuset_cpus))
+    if limits.cpuset_mems is not None:
+        files.append(("cpuset", "cpuset.mems", limits.cpuset_mems))
+    if limits.pids_max is not None:
+        files.append(("pids", "pids.max", "max" if limits.pids_max < 0 else str(limits.pids_max)))
+    return files
+
+
+def v2_limit_files(limits: Limits) -> list[tuple[str, str]]:
+    """``(filename, text)`` to write on cgroup v2, in write order."""
+    _check(limits)
+    files: list[tuple[str, str]] = []
+    if limits.memory_bytes is not None:
+        files.append(("memory.max", _v2_number(limits.memory_bytes)))
+    if limits.memory_swap_bytes is not None:
+        if limits.memory_swap_bytes == -1:
+            files.append(("memory.swap.max", "max"))
+        else:
+            assert limits.memory_bytes is not None  # checked by _check
+            files.append(("memory.swap.max", str(limits.memory_swap_bytes - limits.memory_bytes)))
+    if limits.cpu_shares is not None:
+        files.append(("cpu.weight", str(shares_to_weight(limits.cpu_shares))))
+    if limits.cpu_quota_us is not None or limits.cpu_period_us is not None:
+        period = limits.cpu_period_us or DEFAULT_CPU_PERIOD_US
+        quota = "max" if limits.cpu_quota_us is None else _v2_number(limits.cpu_quota_us)
+        files.append(("cpu.max", f"{quota} {period}"))
+    if limits.cpuset_cpus is not None:
+        files.append(("cpuset.cpus", limits.cpuset_cpus))
+    if limits.cpuset_mems is not None:
+        files.append(("cpuset.mems", limits.cpuset_mems))
+    if limits.pids_max is not None:
+        files.append(("pids.max", _v2_number(limits.pids_max)))
+    return files

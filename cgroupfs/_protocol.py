@@ -1,0 +1,36 @@
+"""The one interface both backends implement."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ._limits import Limits
+from ._stats import Stats
+
+
+class Cgroup(Protocol):
+    """A container's cgroup: one directory per hierarchy on v1, one on v2."""
+
+    name: str
+    #: absolute paths of the cgroup.procs files a child writes "0" into to join
+    procs_files: tuple[str, ...]
+    #: the cgroup directories
+    paths: tuple[str, ...]
+
+    def set_limits(self, limits: Limits) -> None:
+        """Write the limits that are not None."""
+
+    def add_pid(self, pid: int) -> None:
+        """Move a process (all its threads) into the cgroup."""
+
+    def pids(self) -> list[int]:
+        """The pids in the cgroup, sorted."""
+
+    def stats(self) -> Stats:
+        """Sample the counters now."""
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup, without letting any escape by forking."""
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Kill what is left, wait for it to go, remove every directory; idempotent."""

@@ -1,0 +1,159 @@
+"""cgroup v2: one directory in the unified hierarchy."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from . import _fs
+from ._errors import CgroupError
+from ._layout import Layout
+from ._limits import Limits, v2_limit_files
+from ._procs import kill_pids, parse_procs, wait_until
+from ._stats import V2_STATS_FILES, Stats, parse_flat_keyed, parse_v2_stats
+from ._teardown import remove_cgroup_dir, remove_if_unused
+
+_FREEZE_TIMEOUT = 1.0
+WANTED_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
+
+
+class V2Cgroup:
+    """A cgroup in the unified hierarchy."""
+
+    def __init__(self, name: str, path: str, *, owns_parent: bool) -> None:
+        self.name = name
+        self.path = path
+        self.paths: tuple[str, ...] = (path,)
+        self.procs_files: tuple[str, ...] = (f"{path}/cgroup.procs",)
+        self._owns_parent = owns_parent
+
+    def __repr__(self) -> str:
+        return f"V2Cgroup({self.name!r}, path={self.path!r})"
+
+    def set_limits(self, limits: Limits) -> None:
+        for filename, text in v2_limit_files(limits):
+            path = f"{self.path}/{filename}"
+            if not _fs.exists(path):
+                raise CgroupError(
+                    f"cannot set {filename}={text}: {path} does not exist (controller not"
+                    " enabled in the parent's cgroup.subtree_control, or no swap accounting)",
+                    path=path,
+                )
+            _fs.write_text(path, text)
+
+    def add_pid(self, pid: int) -> None:
+        _fs.write_text(self.procs_files[0], str(pid))
+
+    def pids(self) -> list[int]:
+        return sorted(parse_procs(_fs.read_optional(self.procs_files[0])))
+
+    def _populated(self) -> bool:
+        """Processes here or in child cgroups (cgroup.events), else cgroup.procs."""
+        events = _fs.read_optional(f"{self.path}/cgroup.events")
+        if events is not None:
+            populated = parse_flat_keyed(events).get("populated")
+            if populated is not None:
+                return populated == 1
+        return bool(self.pids())
+
+    def stats(self) -> Stats:
+        files: dict[str, str] = {}
+        sampled_at_ns = time.monotonic_ns()
+        for filename in V2_STATS_FILES:
+            text = _fs.read_optional(f"{self.path}/{filename}")
+            if text is not None:
+                files[filename] = text
+        return parse_v2_stats(files, sampled_at_ns=sampled_at_ns)
+
+    def kill(self) -> None:
+        """cgroup.kill (Linux >= 5.14), else freeze, SIGKILL each pid, thaw."""
+        if not _fs.exists(self.path):
+            return
+        kill_file = f"{self.path}/cgroup.kill"
+        if _fs.exists(kill_file):
+            _fs.write_text(kill_file, "1")
+            return
+        freeze = f"{self.path}/cgroup.freeze"
+        if not _fs.exists(freeze):
+            wait_until(lambda: not _kill_round(self), _FREEZE_TIMEOUT)
+            return
+        _fs.write_text(freeze, "1")
+        try:
+            wait_until(
+                lambda: (
+                    parse_flat_keyed(_fs.read_optional(f"{self.path}/cgroup.events")).get(
+                        "frozen", 1
+                    )
+                    == 1
+                ),
+                _FREEZE_TIMEOUT,
+            )
+            kill_pids(self.pids())
+        finally:
+            if _fs.exists(freeze):
+                _fs.write_text(freeze, "0")
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        if self._populated():
+            self.kill()
+        if not wait_until(lambda: not self._populated(), max(0.0, deadline - time.monotonic())):
+            raise CgroupError(
+                f"destroying {self.path}: processes {self.pids()} still there after {timeout}s",
+                path=self.path,
+            )
+        remove_cgroup_dir(self.path, deadline)
+        if self._owns_parent:
+            remove_if_unused(os.path.dirname(self.path))
+
+
+def _kill_round(cgroup: V2Cgroup) -> bool:
+    pids = cgroup.pids()
+    kill_pids(pids)
+    return bool(pids)
+
+
+def enable_controllers(directory: str) -> None:
+    """Enable cpu, cpuset, memory, pids (those available) for the children of ``directory``.
+
+    A cgroup with processes of its own cannot enable controllers for children
+    (the no-internal-processes rule): the kernel says EBUSY.
+    """
+    available = (_fs.read_optional(f"{directory}/cgroup.controllers") or "").split()
+    enabled = (_fs.read_optional(f"{directory}/cgroup.subtree_control") or "").split()
+    missing = [c for c in WANTED_CONTROLLERS if c in available and c not in enabled]
+    if not missing:
+        return
+    path = f"{directory}/cgroup.subtree_control"
+    try:
+        _fs.write_text(path, " ".join(f"+{c}" for c in missing))
+    except CgroupError as exc:
+        if exc.errno == errno.EBUSY:
+            raise CgroupError(
+                f"{exc}: {directory} has processes of its own, so it cannot delegate"
+                " controllers; move them into a leaf cgroup or use --cgroup-parent",
+                path=path,
+                errno=exc.errno,
+            ) from exc
+        raise
+
+
+def prepare_v2_delegation(layout: Layout) -> str | None:
+    """Move this process into ``<own>/supervisor-<pid>`` so ``<own>`` can delegate controllers.
+
+    cgroup v2 forbids enabling controllers for the children of a cgroup that
+    has processes itself (the root excepted). The leaf is returned (None when
+    nothing had to move); ``detect_layout`` ignores it, so children of this
+    process still place their cgroups under ``<own>/supervise``. The leaf stays
+    while this process lives in it.
+    """
+    if layout.v2_mount is None or layout.v2_path in (None, "/"):
+        return None
+    own = layout.v2_own_dir()
+    if not parse_procs(_fs.read_optional(f"{own}/cgroup.procs")):
+        return None
+    leaf = f"{own}/supervisor-{os.getpid()}"
+    _fs.mkdir(leaf)
+    _fs.write_text(f"{leaf}/cgroup.procs", str(os.getpid()))
+    return leaf
