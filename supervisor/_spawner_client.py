@@ -1,0 +1,177 @@
+"""The supervisor's side of the spawner: start it, send spawns, route its events."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+import nsutil
+
+from ._errors import SuperviseError
+
+
+@dataclass
+class Started:
+    pid: int
+    pidfd: int
+
+
+@dataclass
+class Exited:
+    pid: int
+    status: int
+    rusage: dict[str, float]
+    error: dict[str, Any] | None
+
+
+@dataclass
+class _Pending:
+    started: anyio.Event = field(default_factory=anyio.Event)
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    start: Started | None = None
+    exit: Exited | None = None
+    failure: dict[str, Any] | None = None
+
+
+class SpawnerGone(SuperviseError):
+    pass
+
+
+class SpawnerClient:
+    """Owns the spawner process and the socket to it."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        self._sock = sock
+        self._process = process
+        self._pending: dict[str, _Pending] = {}
+        self._decoder = nsutil.Decoder()
+        self._send_lock = anyio.Lock()
+        self._closed = False
+
+    @classmethod
+    def start(cls, python: str | None = None) -> SpawnerClient:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = subprocess.Popen(
+                [*nsutil.spawner_command(python), str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise SuperviseError(f"starting the spawner: {exc.strerror}") from exc
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        return cls(ours, process)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def _send(self, message: dict[str, Any], fds: list[int]) -> None:
+        message = {**message, "nfds": len(fds)}
+        async with self._send_lock:
+            for i, packet in enumerate(nsutil.encode(message)):
+                anc = nsutil.fds_ancillary(fds) if i == 0 else []
+                while True:
+                    try:
+                        self._sock.sendmsg([packet], anc)
+                        break
+                    except BlockingIOError:
+                        await anyio.wait_writable(self._sock)
+                    except OSError as exc:
+                        raise SpawnerGone("the spawner is gone") from exc
+
+    async def spawn(self, cid: str, spec: dict[str, Any], fds: list[int]) -> Started:
+        """Start one container; returns its pid and a pidfd, or raises with the init's report."""
+        if self._closed:
+            raise SpawnerGone("the spawner is gone")
+        pending = self._pending[cid] = _Pending()
+        await self._send({"op": "spawn", "id": cid, "spec": spec}, fds)
+        await pending.started.wait()
+        if pending.start is None:
+            self._pending.pop(cid, None)
+            failure = pending.failure or {"message": "the spawner is gone"}
+            raise SuperviseError(str(failure.get("message")))
+        return pending.start
+
+    async def wait_exit(self, cid: str) -> Exited:
+        pending = self._pending[cid]
+        await pending.exited.wait()
+        self._pending.pop(cid, None)
+        if pending.exit is None:
+            raise SpawnerGone("the spawner died; the container's status is unknown")
+        return pending.exit
+
+    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
+        event = message.get("ev")
+        pending = self._pending.get(str(message.get("id")))
+        if pending is None:
+            for fd in fds:
+                os.close(fd)
+            return
+        if event == "started":
+            pending.start = Started(pid=int(message["pid"]), pidfd=fds[0])
+            for fd in fds[1:]:
+                os.close(fd)
+            pending.started.set()
+        elif event == "exited":
+            pending.exit = Exited(
+                pid=int(message["pid"]), status=int(message["status"]),
+                rusage=message.get("rusage") or {}, error=message.get("error"),
+            )
+            pending.started.set()
+            pending.exited.set()
+        elif event == "failed":
+            pending.failure = message.get("error")
+            pending.started.set()
+            pending.exited.set()
+
+    async def read_events(self) -> None:
+        """Route events until the spawner closes its socket (run this in a task)."""
+        try:
+            while True:
+                try:
+                    packet, fds = nsutil.recv_packet(self._sock)
+                except BlockingIOError:
+                    await anyio.wait_readable(self._sock)
+                    continue
+                except OSError:
+                    break
+                if not packet:
+                    break
+                decoded = self._decoder.feed(packet, fds)
+                if decoded is not None:
+                    self._dispatch(*decoded)
+        finally:
+            self._closed = True
+            for pending in self._pending.values():
+                pending.started.set()
+                pending.exited.set()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Ask the spawner to stop (it kills what it still runs) and reap it."""
+        if not self._closed:
+            try:
+                with anyio.move_on_after(1):
+                    await self._send({"op": "shutdown"}, [])
+            except SpawnerGone:
+                pass
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with anyio.move_on_after(timeout):
+            while self._process.poll() is None:
+                await anyio.sleep(0.005)
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._sock.close()

@@ -1,0 +1,63 @@
+"""The `supervise` command line: click for parsing, trio for running.
+
+Every failure ends as one line, `supervise: ...`, and an exit status from
+DESIGN.md: 125 for supervise's own failures and bad flags; a traceback only
+with --debug.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import NoReturn
+
+import click
+
+from .._errors import SuperviseError
+from ._run import run_command
+
+EXIT_SUPERVISE_FAILED = 125
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show a traceback for internal errors.")
+@click.version_option(package_name="supervise", prog_name="supervise")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run isolated, resource-limited containers without a daemon."""
+    ctx.obj = {"debug": debug}
+
+
+cli.add_command(run_command)
+
+
+def fail(message: str, code: int = EXIT_SUPERVISE_FAILED) -> NoReturn:
+    print(f"supervise: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args[: args.index("run")] if "run" in args else "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="supervise", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "")
+        sys.exit(0)
+    except click.ClickException as exc:
+        fail(exc.format_message())
+    except click.Abort:
+        fail("interrupted", 130)
+    except SuperviseError as exc:
+        if debug:
+            traceback.print_exc()
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # a bug: still one line unless asked
+        if debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(exc).__name__}: {exc} (--debug shows a traceback)")
+    sys.exit(code if isinstance(code, int) else 0)
