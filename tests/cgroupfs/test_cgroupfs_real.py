@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import require_controller
+from .conftest import require_controller
 
 import cgroupfs
 from cgroupfs import CgroupError, Limits, _fs

@@ -1,0 +1,49 @@
+"""Helpers for tests that run real containers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from supervisor import ContainerSpec, Result, Supervisor
+
+PYTHON = sys.executable
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+async def run_capture(
+    sup: Supervisor, argv: Sequence[str], **spec: Any
+) -> tuple[Result, str, str]:
+    """Run a container to its end; its result, stdout and stderr (small outputs only)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        container = await sup.start(ContainerSpec(list(argv), stdout=out_w, stderr=err_w, **spec))
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    result = await container.wait()
+    return (result, _read_all(out_r).decode(errors="replace"),
+            _read_all(err_r).decode(errors="replace"))
+
+
+def supervise(*args: str | bytes, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would (the real interpreter, not a shim)."""
+    return subprocess.run(
+        [PYTHON, "-m", "supervisor", *args], capture_output=True, text=True,
+        timeout=timeout, **kw,
+    )
