@@ -53,15 +53,19 @@ def container_processes() -> set[int]:
 
 
 def spawner_processes() -> set[int]:
+    """Spawners that should be gone: ours, or ones whose supervisor has died
+    (a spawner of another live supervise on this host is not a leak)."""
     pids: set[int] = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+                cmdline = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"nsutil.spawner" in cmdline:
-                pids.add(int(entry))
+            if len(cmdline) > 2 and b"nsutil.spawner" in b" ".join(cmdline):
+                supervisor_pid = int(cmdline[-2])
+                if supervisor_pid == os.getpid() or not os.path.exists(f"/proc/{supervisor_pid}"):
+                    pids.add(int(entry))
     return pids
 
 

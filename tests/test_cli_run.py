@@ -1,0 +1,229 @@
+"""`supervise run` as a user runs it: exit statuses, messages, flags, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import container_cgroups
+from .containers import PYTHON, supervise
+
+pytestmark = pytest.mark.usefixtures("root_only")
+
+
+def test_prints_pid_one_and_returns_the_commands_status() -> None:
+    done = supervise("run", "--", "sh", "-c", "echo $$; exit 3")
+    assert done.stdout == "1\n"
+    assert done.returncode == 3
+    assert done.stderr == ""
+
+
+def test_stdout_and_stderr_stay_separate() -> None:
+    done = supervise("run", "--", "sh", "-c", "echo out; echo err >&2")
+    assert (done.stdout, done.stderr) == ("out\n", "err\n")
+
+
+def test_oom_kill_exit_137_message_and_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = supervise("run", "-m", "32m", "--memory-swap", "32m", "--name", "hog",
+                     "--report", str(report), "--", PYTHON, "-c", "x = bytearray(200 << 20)")
+    assert done.returncode == 137
+    assert done.stderr.strip() == "supervise: hog was killed: out of memory (limit 32 MiB)"
+    record = json.loads(report.read_text())
+    assert record["oom_killed"] is True and record["status"] == "oom"
+    assert record["exit_code"] == 137 and record["memory_limit_bytes"] == 32 << 20
+    for key in ("wall_s", "cpu_user_s", "cpu_system_s", "peak_memory_bytes", "started_at",
+                "ended_at", "timed_out", "signal", "argv", "name"):
+        assert key in record
+    assert record["argv"] == [PYTHON, "-c", "x = bytearray(200 << 20)"]
+
+
+def test_report_of_a_successful_run(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    done = supervise("run", "--report", str(report), "--", "true")
+    assert done.returncode == 0
+    record = json.loads(report.read_text())
+    assert (record["status"], record["exit_code"], record["oom_killed"]) == ("ok", 0, False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "12x", "true"], "invalid size '12x'"),
+        (["--cpus", "-1", "true"], "--cpus -1"),
+        (["--cpus", "abc", "true"], "--cpus abc"),
+        (["--cpuset-cpus", "99", "true"], "CPU 99"),
+        (["--pids-limit", "many", "true"], "--pids-limit"),
+        (["--timeout", "soon", "true"], "--timeout"),
+        (["--memory-swap", "1m", "-m", "64m", "true"], "--memory-swap"),
+        (["-c", "1", "true"], "cpu-shares"),
+        (["--net", "bridge", "true"], "bridge"),
+        (["--bogus", "true"], "No such option"),
+        (["-w", "relative", "true"], "absolute"),
+        (["--env-file", "/nonexistent/env", "true"], "/nonexistent/env"),
+        ([], "Missing argument"),
+    ],
+)
+def test_bad_values_are_one_line_and_125(args: list[str], message: str) -> None:
+    done = supervise("run", *args)
+    assert done.returncode == 125, done.stderr
+    assert done.stderr.startswith("supervise: ")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_and_not_executable_commands(tmp_path: Path) -> None:
+    missing = supervise("run", "--", "no-such-command-xyz")
+    assert missing.returncode == 127
+    assert missing.stderr == (
+        "supervise: exec 'no-such-command-xyz': No such file or directory\n")
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    denied = supervise("run", "--", str(script))
+    assert denied.returncode == 126
+    assert "Permission denied" in denied.stderr
+
+
+def test_missing_workdir_is_a_supervise_failure() -> None:
+    done = supervise("run", "-w", "/no/such/dir", "--", "true")
+    assert done.returncode == 125
+    assert done.stderr.startswith("supervise: working directory '/no/such/dir'")
+
+
+def test_signal_exit_is_128_plus_n() -> None:
+    done = supervise("run", "--", "sh", "-c", "sh -c 'kill -TERM $$'")
+    assert done.returncode == 128 + signal.SIGTERM
+
+
+def test_env_env_file_and_workdir(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=file value\nOVERRIDDEN=file\n\n")
+    done = supervise(
+        "run", "--env-file", str(env_file), "-e", "OVERRIDDEN=flag", "-e", "FROM_HOST",
+        "-w", str(tmp_path), "--", "sh", "-c",
+        'echo "$FROM_FILE|$OVERRIDDEN|$FROM_HOST|$PWD|$HOSTNAME"',
+        env={**os.environ, "FROM_HOST": "host value"},
+    )
+    assert done.returncode == 0, done.stderr
+    fields = done.stdout.strip().split("|")
+    assert fields[:4] == ["file value", "flag", "host value", str(tmp_path)]
+    assert fields[4]  # docker sets HOSTNAME to the container's hostname
+
+
+def test_the_hosts_environment_does_not_leak_in() -> None:
+    done = supervise("run", "--", "sh", "-c", 'echo "${SECRET-unset}"',
+                     env={**os.environ, "SECRET": "x"})
+    assert done.stdout == "unset\n"
+
+
+def test_arguments_reach_the_command_byte_for_byte() -> None:
+    args = ["a b", "it's", '"q"', "", "two\nlines", "ünï€ode", "$HOME", "*", "--", "-m"]
+    done = supervise("run", "--", PYTHON, "-c", "import sys; print(repr(sys.argv[1:]))", *args)
+    assert done.stdout.strip() == repr(args)
+
+
+def test_non_utf8_bytes_survive() -> None:
+    raw = b"caf\xe9"
+    done = subprocess.run(
+        [PYTHON, "-m", "supervisor", "run", "--", PYTHON, "-c",
+         "import os, sys; sys.stdout.buffer.write(os.fsencode(sys.argv[1]))", raw],
+        capture_output=True, timeout=60)
+    assert done.stdout == raw
+
+
+def test_hostname_flag_and_name_default() -> None:
+    named = supervise("run", "--name", "web-1", "--", "hostname")
+    flagged = supervise("run", "--hostname", "box", "--", "hostname")
+    assert named.stdout == "web-1\n" and flagged.stdout == "box\n"
+
+
+def test_seed_aliases_cpushare_and_cpuset() -> None:
+    done = supervise("run", "--cpushare", "512", "--cpuset", "0", "--", "grep",
+                     "Cpus_allowed_list", "/proc/self/status")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "0"
+
+
+def test_timeout_stops_and_says_so() -> None:
+    started = time.monotonic()
+    done = supervise("run", "--timeout", "0.5s", "--stop-timeout", "0.5s", "--", "sleep", "30")
+    assert time.monotonic() - started < 10
+    assert done.returncode == 137  # sleep as PID 1 ignores SIGTERM: killed after the grace
+    assert "timed out after 0.5s" in done.stderr
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, "-m", "supervisor", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_container(before: set[str], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if container_cgroups() - before:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no container appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signals_are_forwarded(sig: int) -> None:
+    before = container_cgroups()
+    proc = _start("--", "sh", "-c", "trap 'echo got; exit 5' TERM INT HUP; echo ready; "
+                  "while :; do sleep 0.05; done")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    _wait_for_container(before)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=20)
+    assert out == "got\n"
+    assert proc.returncode == 5
+
+
+def test_stop_timeout_kills_a_pid_one_that_ignores_the_signal() -> None:
+    before = container_cgroups()
+    proc = _start("--stop-timeout", "0.5s", "--", "sleep", "60")
+    _wait_for_container(before)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 137
+    assert time.monotonic() - started < 8
+
+
+def test_second_interrupt_kills_at_once() -> None:
+    before = container_cgroups()
+    proc = _start("--stop-timeout", "60s", "--", "sleep", "60")
+    _wait_for_container(before)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 137
+    assert time.monotonic() - started < 5
+
+
+def test_not_root_is_refused(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    # The interpreter lives under /root here, out of reach of an unprivileged
+    # user: check the CLI in-process with a non-root effective uid instead.
+    from supervisor.cli import main
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--", "true"])
+    assert exited.value.code == 125
+    assert capsys.readouterr().err == "supervise: needs root (namespaces and cgroups); try sudo\n"
+
+
+def test_net_host_keeps_the_hosts_interfaces() -> None:
+    done = supervise("run", "--net", "host", "--", "ip", "-o", "link")
+    assert len(done.stdout.strip().splitlines()) == len(os.listdir("/sys/class/net"))
