@@ -98,7 +98,8 @@ class Supervisor:
             raise SuperviseError(f"the name {name!r} is already in use by a running container")
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         try:
-            cgroup = cgroupfs.create_cgroup(cid, limits=spec.limits, parent=self._cgroup_parent)
+            cgroup = cgroupfs.create_cgroup(
+                cid, limits=spec.limits, parent=self._cgroup_parent, layout=self.layout)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
