@@ -64,9 +64,13 @@ class Container:
         self.signal(signal.SIGKILL)
 
     async def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM, then SIGKILL once timeout (default: the spec's stop_timeout) passes."""
+        """SIGTERM, then SIGKILL once timeout (default: the spec's stop_timeout) passes.
+
+        A PID 1 without a SIGTERM handler never sees the signal (the kernel drops it,
+        even from outside the namespace): then the grace is pointless, and it is
+        killed at once."""
         grace = self.spec.stop_timeout if timeout is None else timeout
-        if self.signal(signal.SIGTERM):
+        if catches_signal(self.pid, signal.SIGTERM) is not False and self.signal(signal.SIGTERM):
             with anyio.move_on_after(grace):
                 await self._exited.wait()
         self.kill()
@@ -170,6 +174,19 @@ class Container:
             memory_limit_bytes=self.spec.limits.memory_bytes,
             stdout_path=None, stderr_path=None, error=error,
         )
+
+
+def catches_signal(pid: int, sig: int) -> bool | None:
+    """Whether the process has a handler for sig (SigCgt in /proc/PID/status); None
+    if that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _seconds(ns: int | None) -> float | None:

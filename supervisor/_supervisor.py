@@ -36,6 +36,8 @@ class Supervisor:
         self._containers: dict[str, Container] = {}
         self._names: set[str] = set()
         self._loopback: bytes | None = None
+        self._loopback_error: str | None = None
+        self._loopback_ready: anyio.Event | None = None
         self._devnull: int | None = None
         self.layout: cgroupfs.Layout | None = None
 
@@ -48,6 +50,8 @@ class Supervisor:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._client.read_events)
+        self._loopback_ready = anyio.Event()
+        self._tg.start_soon(self._prepare_loopback, self._loopback_ready)
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         return self
 
@@ -76,12 +80,20 @@ class Supervisor:
         await tg.__aexit__(None, None, None)
         return None
 
+    async def _prepare_loopback(self, ready: anyio.Event) -> None:
+        """Encode the lo-up request once, in a thread, while the spawner starts."""
+        try:
+            self._loopback = await anyio.to_thread.run_sync(loopback_up_request)
+        except ImportError as exc:
+            self._loopback_error = f"pyroute2 is needed for --net none: {exc}"
+        finally:
+            ready.set()
+
     async def _loopback_request(self) -> bytes:
+        assert self._loopback_ready is not None
+        await self._loopback_ready.wait()
         if self._loopback is None:
-            try:
-                self._loopback = await anyio.to_thread.run_sync(loopback_up_request)
-            except ImportError as exc:
-                raise SuperviseError(f"pyroute2 is needed for --net none: {exc}") from exc
+            raise SuperviseError(self._loopback_error or "no loopback request")
         return self._loopback
 
     def _forget(self, container: Container) -> None:

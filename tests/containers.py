@@ -41,7 +41,9 @@ async def run_capture(
             _read_all(err_r).decode(errors="replace"))
 
 
-def supervise(*args: str | bytes, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+def supervise(
+    *args: str | bytes, timeout: float = 60, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (the real interpreter, not a shim)."""
     return subprocess.run(
         [PYTHON, "-m", "supervisor", *args], capture_output=True, text=True,

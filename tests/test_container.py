@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import cgroupfs
-from supervisor import ContainerSpec, Limits, Supervisor, SuperviseError
+from supervisor import ContainerSpec, Limits, SuperviseError, Supervisor
 
 from .containers import PYTHON, run_capture
 

@@ -14,9 +14,12 @@ from typing import NoReturn
 import click
 
 from .._errors import SuperviseError
+from .._jobs import JobsFileError
+from ._batch import batch_command
 from ._run import run_command
 
 EXIT_SUPERVISE_FAILED = 125
+EXIT_BATCH_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +32,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 cli.add_command(run_command)
+cli.add_command(batch_command)
 
 
 def fail(message: str, code: int = EXIT_SUPERVISE_FAILED) -> NoReturn:
@@ -47,9 +51,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
         print(exc.ctx.get_help() if exc.ctx else "")
         sys.exit(0)
     except click.ClickException as exc:
-        fail(exc.format_message())
+        ctx = getattr(exc, "ctx", None)
+        in_batch = ctx is not None and ctx.command.name == "batch"
+        fail(exc.format_message(), EXIT_BATCH_USAGE if in_batch else EXIT_SUPERVISE_FAILED)
     except click.Abort:
         fail("interrupted", 130)
+    except JobsFileError as exc:
+        for error in exc.errors:
+            print(f"supervise: {error}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except SuperviseError as exc:
         if debug:
             traceback.print_exc()

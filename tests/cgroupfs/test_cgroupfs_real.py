@@ -16,10 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from .conftest import require_controller
 
 import cgroupfs
 from cgroupfs import CgroupError, Limits, _fs
+
+from .conftest import require_controller
 
 
 def joiner(cgroup: cgroupfs.Cgroup) -> Callable[[], None]:

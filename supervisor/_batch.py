@@ -1,0 +1,230 @@
+"""Running many jobs, each in its own container: admission, retries, halting, results.
+
+`run_batch` is the Python API behind `supervise batch`; a program calls it with
+a Supervisor, jobs and a policy, and hears about each job through callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from ._container import Container
+from ._errors import SuperviseError
+from ._result import Result, classify, iso_utc
+from ._schedule import RETRYABLE, Admission, HaltPolicy, retry_memory, should_retry
+from ._spec import DEVNULL, ContainerSpec
+from ._supervisor import Supervisor
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    name: str
+    spec: ContainerSpec
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    admission: Admission
+    retries: int = 0
+    retry_on: frozenset[str] = RETRYABLE
+    retry_memory_factor: float = 1.0
+    halt: HaltPolicy | None = None
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """Where one attempt's output goes: fds to hand to the container (closed by the batch
+    once it has started) and the paths to record (None when not kept)."""
+
+    stdout: int | None = DEVNULL
+    stderr: int | None = DEVNULL
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+
+
+@dataclass
+class BatchOutcome:
+    results: list[Result] = field(default_factory=list)
+    halted: HaltPolicy | None = None
+    not_started: int = 0
+
+
+def _discard(job: BatchJob, attempt: int) -> JobOutput:
+    return JobOutput()
+
+
+def _close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None and fd >= 0:
+            os.close(fd)
+
+
+class Batch:
+    """One run of many jobs. `running` and `queued` are there for live views."""
+
+    def __init__(
+        self, supervisor: Supervisor, jobs: Sequence[BatchJob], policy: BatchPolicy, *,
+        output: Callable[[BatchJob, int], JobOutput] = _discard,
+        on_start: Callable[[BatchJob, Container, int], None] | None = None,
+        on_result: Callable[[BatchJob, Result], None] | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.jobs = list(jobs)
+        self.policy = policy
+        self.output = output
+        self.on_start = on_start
+        self.on_result = on_result
+        self.queue: deque[tuple[BatchJob, int, int | None]] = deque(
+            (job, 1, job.spec.limits.memory_bytes) for job in self.jobs)
+        self.reserved: dict[str, int] = {}
+        self.running: dict[str, Container] = {}
+        self.outcome = BatchOutcome()
+        self.counts: Counter[str] = Counter()
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Start no more jobs (the running ones go on)."""
+        self._stopping = True
+        self._notify()
+
+    def cancel_running(self) -> None:
+        """Stop the running jobs (SIGTERM, their stop timeout, SIGKILL); they end
+        as `cancelled`."""
+        for container in list(self.running.values()):
+            container.cancelled = True
+            if self._tg is not None:
+                self._tg.start_soon(container.stop)
+
+    def kill_running(self) -> None:
+        for container in list(self.running.values()):
+            container.cancelled = True
+            container.signal(signal.SIGKILL)
+
+    async def run(self) -> BatchOutcome:
+        admission = self.policy.admission
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            while True:
+                while self.queue and not self._stopping:
+                    job, attempt, memory = self.queue[0]
+                    reserve = admission.memory_of(memory)
+                    if not admission.can_start(reserve, self.reserved.values()):
+                        break
+                    self.queue.popleft()
+                    self.reserved[job.name] = reserve
+                    tg.start_soon(self._run_one, job, attempt, memory)
+                if not self.reserved and (not self.queue or self._stopping):
+                    break
+                await self._wake.wait()
+                self._wake = anyio.Event()
+            self._tg = None
+        self.outcome.not_started = len(self.queue)
+        return self.outcome
+
+    async def _run_one(self, job: BatchJob, attempt: int, memory: int | None) -> None:
+        spec = _with_memory(job.spec, memory)
+        output = self.output(job, attempt)
+        started_at = time.time()
+        result: Result | None = None
+        container: Container | None = None
+        try:
+            try:
+                container = await self.supervisor.start(
+                    dataclasses.replace(spec, stdout=output.stdout, stderr=output.stderr))
+            finally:
+                _close(output.stdout, output.stderr)
+            container.attempt = attempt
+            self.running[job.name] = container
+            if self.on_start is not None:
+                self.on_start(job, container, attempt)
+            result = await container.wait()
+        except SuperviseError as exc:
+            result = _error_result(job, spec, attempt, started_at, str(exc))
+        except anyio.get_cancelled_exc_class():
+            if container is not None:
+                with anyio.CancelScope(shield=True):
+                    result = await container.wait()
+                    self._record(job, dataclasses.replace(
+                        result, stdout_path=output.stdout_path, stderr_path=output.stderr_path))
+            raise
+        finally:
+            self.running.pop(job.name, None)
+            self.reserved.pop(job.name, None)
+            self._notify()
+        result = dataclasses.replace(
+            result, stdout_path=output.stdout_path, stderr_path=output.stderr_path)
+        if (not self._stopping and result.status != "cancelled"
+                and should_retry(result.status, attempt, self.policy.retries,
+                                 self.policy.retry_on)):
+            next_memory = memory
+            if result.status == "oom":
+                next_memory = retry_memory(memory, self.policy.retry_memory_factor,
+                                           self.policy.admission.memory_budget)
+            self.queue.appendleft((job, attempt + 1, next_memory))
+            return
+        self._record(job, result)
+
+    def _record(self, job: BatchJob, result: Result) -> None:
+        self.outcome.results.append(result)
+        self.counts[result.status] += 1
+        if self.on_result is not None:
+            self.on_result(job, result)
+        halt = self.policy.halt
+        if (halt is not None and self.outcome.halted is None
+                and halt.triggered(self.counts, len(self.jobs))):
+            self.outcome.halted = halt
+            self.stop()
+            if halt.when == "now":
+                self.cancel_running()
+
+
+def _with_memory(spec: ContainerSpec, memory: int | None) -> ContainerSpec:
+    limits = spec.limits
+    if memory == limits.memory_bytes:
+        return spec
+    swap = limits.memory_swap_bytes
+    if swap is not None and swap != -1 and limits.memory_bytes is not None and memory:
+        swap = memory + (swap - limits.memory_bytes)  # keep the same room for swap
+    return dataclasses.replace(
+        spec, limits=dataclasses.replace(limits, memory_bytes=memory, memory_swap_bytes=swap))
+
+
+def _error_result(job: BatchJob, spec: ContainerSpec, attempt: int, started_at: float,
+                  message: str) -> Result:
+    now = time.time()
+    return Result(
+        name=job.name, line=spec.line, argv=list(spec.argv),
+        status=classify(exit_code=None, signal=None, oom_killed=False, timed_out=False,
+                        cancelled=False, error=message),
+        exit_code=None, signal=None, oom_killed=False, timed_out=False, attempts=attempt,
+        started_at=iso_utc(started_at), ended_at=iso_utc(now), wall_s=round(now - started_at, 6),
+        cpu_user_s=None, cpu_system_s=None, peak_memory_bytes=None,
+        memory_limit_bytes=spec.limits.memory_bytes, stdout_path=None, stderr_path=None,
+        error=message,
+    )
+
+
+async def run_batch(
+    supervisor: Supervisor, jobs: Sequence[BatchJob], policy: BatchPolicy, *,
+    output: Callable[[BatchJob, int], JobOutput] = _discard,
+    on_start: Callable[[BatchJob, Container, int], None] | None = None,
+    on_result: Callable[[BatchJob, Result], None] | None = None,
+) -> BatchOutcome:
+    """Run every job in its own container within the policy; results in end order."""
+    batch = Batch(supervisor, jobs, policy, output=output, on_start=on_start,
+                  on_result=on_result)
+    return await batch.run()

@@ -1,0 +1,143 @@
+"""The jobs file of `supervise batch`: one job per line, checked whole before anything runs.
+
+Grammar (DESIGN.md): UTF-8; POSIX shell word splitting; `#` comments and
+blank lines skipped; a trailing backslash continues the line. A line is
+`[JOB OPTIONS --] COMMAND [ARG...]`: options before a `--` are `run`'s and
+override the batch's defaults; a line without `--`, or whose first word is
+not an option, is all command.
+
+Pure: the option parser (click, in the CLI) is passed in, and errors come
+back as `FILE:LINE: message` strings, all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import UsageError
+from ._options import RunOptions
+
+# Options a job line may not set: they make no sense for a batch job.
+NOT_PER_JOB = frozenset({"tty", "interactive"})
+
+
+class JobsFileError(UsageError):
+    """One or more lines of a jobs file are wrong; nothing has started."""
+
+    exit_code = 2
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__(errors[0] if len(errors) == 1 else f"{len(errors)} errors in jobs file")
+        self.errors = list(errors)
+
+
+@dataclass(frozen=True)
+class Job:
+    line: int
+    argv: tuple[str, ...]
+    options: RunOptions
+    name: str
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int
+    text: str
+
+
+def logical_lines(text: str) -> list[Line]:
+    """Join backslash-continued lines; keep the first line's number. Blank and comment
+    lines are dropped later, after splitting, so quoting rules apply to them too."""
+    lines: list[Line] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            start = number
+        if _continues(raw):
+            pending.append(raw[:-1])
+            continue
+        pending.append(raw)
+        lines.append(Line(start, "".join(pending)))
+        pending = []
+    if pending:
+        lines.append(Line(start, "".join(pending)))
+    return lines
+
+
+def _continues(raw: str) -> bool:
+    stripped = raw.rstrip("\r")
+    trailing = len(stripped) - len(stripped.rstrip("\\"))
+    return trailing % 2 == 1  # an escaped backslash "\\" does not continue
+
+
+def split_line(line: Line) -> list[str]:
+    lexer = shlex.shlex(line.text, posix=True, punctuation_chars=False)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    try:
+        return list(lexer)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        message = str(exc)
+        if "quotation" in message:
+            message = "unterminated quote"
+        raise UsageError(message) from exc
+
+
+def merge_options(defaults: RunOptions, given: Mapping[str, Any]) -> RunOptions:
+    """The batch's defaults with a line's options over them (env and env files add up)."""
+    changes = dict(given)
+    if "env" in changes:
+        changes["env"] = (*defaults.env, *changes["env"])
+    if "env_files" in changes:
+        changes["env_files"] = (*defaults.env_files, *changes["env_files"])
+    return dataclasses.replace(defaults, **changes)
+
+
+def default_name(line: int) -> str:
+    return f"job-{line}"
+
+
+def parse_jobs(
+    text: str, path: str, *, defaults: RunOptions,
+    parse_options: Callable[[list[str]], Mapping[str, Any]],
+) -> list[Job]:
+    """Every job of the file, or JobsFileError with every bad line as `path:line: why`.
+    parse_options turns a line's option words into {RunOptions field: value} for the
+    options given, raising UsageError (with a suggestion for a misspelt one)."""
+    jobs: list[Job] = []
+    errors: list[str] = []
+    names: dict[str, int] = {}
+    for line in logical_lines(text):
+        try:
+            words = split_line(line)
+            if not words:
+                continue
+            # Options come first: a line whose first word is not an option is all
+            # command, even if a "--" appears later (grep -- PATTERN FILE).
+            if words[0].startswith("-") and "--" in words:
+                cut = words.index("--")
+                option_words, argv = words[:cut], words[cut + 1:]
+                given = parse_options(option_words) if option_words else {}
+                refused = sorted(NOT_PER_JOB & set(given))
+                if refused:
+                    raise UsageError(f"--{refused[0]} cannot be used in a jobs file")
+            else:
+                argv, given = words, {}
+            if not argv:
+                raise UsageError("no command after the options")
+            options = merge_options(defaults, given)
+            name = options.name or default_name(line.number)
+            if name in names:
+                raise UsageError(f"duplicate name {name!r} (first used on line {names[name]})")
+            names[name] = line.number
+            jobs.append(Job(line=line.number, argv=tuple(argv), options=options, name=name))
+        except UsageError as exc:
+            errors.append(f"{path}:{line.number}: {exc}")
+    if errors:
+        raise JobsFileError(errors)
+    return jobs

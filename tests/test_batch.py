@@ -1,0 +1,271 @@
+"""`supervise batch` with real containers, and the run_batch API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from supervisor import ContainerSpec, Limits, Supervisor
+from supervisor._batch import BatchJob, BatchPolicy, run_batch
+from supervisor._schedule import Admission
+
+from .conftest import container_cgroups
+from .containers import PYTHON, supervise
+
+pytestmark = pytest.mark.usefixtures("root_only")
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def by_name(path: Path) -> dict[str, dict[str, object]]:
+    return {str(r["name"]): r for r in records(path)}
+
+
+def test_the_example_batch(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(1 << 20))
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"""# jobs.txt
+--name small -m 64m -- {PYTHON} -c 'print(sum(range(10**6)))'
+--name hog -m 32m -- {PYTHON} -c 'x = bytearray(200 << 20)'
+--name spin --cpus 0.5 --timeout 2s -- sh -c 'while :; do :; done'
+gzip -9 -k {data}
+""")
+    results, logs = tmp_path / "results.jsonl", tmp_path / "logs"
+    done = supervise("batch", str(jobs), "-j", "4", "--results", str(results), "--logs", str(logs))
+    assert done.returncode == 1, done.stderr
+    got = by_name(results)
+    assert set(got) == {"small", "hog", "spin", "job-5"}
+    assert got["small"]["status"] == "ok"
+    assert (logs / "small.out").read_text() == f"{sum(range(10**6))}\n"
+    hog = got["hog"]
+    assert (hog["status"], hog["oom_killed"], hog["exit_code"]) == ("oom", True, 137)
+    spin = got["spin"]
+    assert (spin["status"], spin["timed_out"]) == ("timeout", True)
+    assert isinstance(spin["wall_s"], float) and spin["wall_s"] < 2.5
+    assert got["job-5"]["status"] == "ok" and Path(f"{data}.gz").exists()
+    for record in got.values():
+        for key in ("wall_s", "cpu_user_s", "cpu_system_s", "peak_memory_bytes"):
+            assert record[key] is not None, (record["name"], key)
+        assert Path(str(record["stdout_path"])).exists()
+        assert Path(str(record["stderr_path"])).exists()
+    assert "hog was killed: out of memory (limit 32 MiB)" in done.stderr
+    assert "4 jobs: 2 ok, 1 oom, 1 timeout" in done.stderr
+    assert "slowest: spin" in done.stderr
+
+
+def test_two_hundred_jobs_leave_nothing_behind(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("true\n" * 200)
+    results = tmp_path / "r.jsonl"
+    done = supervise("batch", str(jobs), "-j", "8", "--results", str(results), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [r["status"] for r in records(results)] == ["ok"] * 200
+    assert "200 jobs: 200 ok" in done.stderr
+    # The autouse no_leaks fixture checks cgroups, processes and spawners.
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("true\n--memroy 64m -- true\n", ":2: No such option '--memroy'"),
+        ("-m 12x -- true\n", ":1: -m/--memory: invalid size '12x'"),
+        ("true\necho 'open\n", ":2: unterminated quote"),
+        ("-m 64m --\n", ":1: no command"),
+        ("--name a -- true\n--name a -- true\n", ":2: duplicate name 'a'"),
+        ("-m 1t -- true\n", ":1: memory limit 1TiB exceeds the memory budget"),
+    ],
+)
+def test_bad_jobs_files_start_nothing(tmp_path: Path, text: str, message: str) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(text)
+    results = tmp_path / "r.jsonl"
+    before = container_cgroups()
+    done = supervise("batch", str(jobs), "--results", str(results))
+    assert done.returncode == 2
+    assert f"supervise: {jobs}{message}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not results.exists()
+    assert container_cgroups() == before
+
+
+def test_bad_batch_flags_exit_2(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("true\n")
+    for args in (["--halt", "sometimes"], ["-j", "0"], ["--memory-budget", "lots"],
+                 ["--retry-on", "bad"], ["--resume"], ["--frobnicate"]):
+        done = supervise("batch", str(jobs), *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("supervise: ") and len(done.stderr.splitlines()) == 1
+    missing = supervise("batch", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "nope.txt" in missing.stderr
+
+
+def test_memory_budget_limits_concurrency(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("-m 40m -- sleep 0.5\n" * 10)
+    results = tmp_path / "r.jsonl"
+    done = supervise("batch", str(jobs), "-j", "8", "--memory-budget", "100m",
+                     "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    spans = [(str(r["started_at"]), str(r["ended_at"])) for r in records(results)]
+    assert len(spans) == 10
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                    key=lambda ev: (ev[0], ev[1]))
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_oom_retry_with_more_memory(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"--name grow -m 32m --memory-swap 32m -- {PYTHON} -c "
+                    "'x = bytearray(60 << 20); print(len(x))'\n")
+    results = tmp_path / "r.jsonl"
+    done = supervise("batch", str(jobs), "--retries", "2", "--retry-memory-factor", "4",
+                     "--retry-on", "oom", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    (record,) = records(results)
+    assert (record["status"], record["attempts"]) == ("ok", 2)
+    assert record["memory_limit_bytes"] == 128 << 20
+    assert "grow: attempt 2 with -m 128MiB" in done.stderr
+
+
+def test_halt_now_cancels_the_running_jobs(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("--name slow -- sleep 30\nsh -c 'sleep 0.3; exit 1'\n" + "sleep 30\n" * 5)
+    results = tmp_path / "r.jsonl"
+    started = time.monotonic()
+    done = supervise("batch", str(jobs), "-j", "2", "--halt", "now,fail=1",
+                     "--stop-timeout", "1s", "--results", str(results))
+    assert time.monotonic() - started < 15
+    assert done.returncode == 1
+    got = by_name(results)
+    assert got["job-2"]["status"] == "failed"
+    assert got["slow"]["status"] == "cancelled"
+    assert len(got) == 2  # the other five never started
+    assert "5 not run" in done.stderr
+
+
+def _run_batch_in_background(jobs: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, "-m", "supervisor", "batch", str(jobs), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(path: Path, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never had {count} lines")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_then_resume(tmp_path: Path, sig: int, code: int) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("".join(f"--name quick{i} -- true\n" for i in range(4))
+                    + "".join(f"--name slow{i} -- sleep 30\n" for i in range(6)))
+    results = tmp_path / "r.jsonl"
+    proc = _run_batch_in_background(jobs, "-j", "4", "--results", str(results),
+                                    "--stop-timeout", "1s")
+    _wait_for_lines(results, 4)
+    time.sleep(0.3)  # the slow ones are running now
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    first = records(results)  # valid JSON Lines, every line
+    statuses = {str(r["name"]): r["status"] for r in first}
+    assert all(statuses[f"quick{i}"] == "ok" for i in range(4))
+    assert {s for n, s in statuses.items() if n.startswith("slow")} == {"cancelled"}
+    assert len(statuses) == 8 and "2 not run" in err  # -j 4: two slow ones never started
+    # Rerun: only what is not ok yet runs (cut short by a timeout this time).
+    again = supervise("batch", str(jobs), "--resume", "--results", str(results),
+                      "--timeout", "0.2s", "--retries", "0")
+    ran = records(results)[len(first):]
+    assert sorted(str(r["name"]) for r in ran) == [f"slow{i}" for i in range(6)]
+    assert "4 jobs skipped: already ok" in again.stderr
+
+
+def test_joblog_in_parallels_format(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    # sleep as PID 1 has no SIGTERM handler: at its timeout it is SIGKILLed at once.
+    jobs.write_text("true\nsh -c 'exit 3'\n--timeout 0.3s -- sleep 5\n")
+    joblog = tmp_path / "joblog"
+    supervise("batch", str(jobs), "-j", "1", "--joblog", str(joblog))
+    header, *lines = joblog.read_text().splitlines()
+    assert header.split("\t") == ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive",
+                                  "Exitval", "Signal", "Command"]
+    rows = [line.split("\t") for line in lines]
+    assert [(r[0], r[6], r[7]) for r in rows] == [("1", "0", "0"), ("2", "3", "0"),
+                                                  ("3", "0", "9")]
+    assert rows[1][8] == "sh -c 'exit 3'" and rows[2][8] == "sleep 5"
+    assert float(rows[0][2]) > 1.7e9 and float(rows[0][3]) >= 0
+
+
+def test_tag_prefixes_each_line_with_the_name(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("--name a -- printf 'one\\ntwo\\n'\n--name b -- sh -c 'echo err >&2'\n")
+    done = supervise("batch", str(jobs), "--tag")
+    assert sorted(done.stdout.splitlines()) == ["a\tone", "a\ttwo"]
+    assert "b\terr" in done.stderr.splitlines()
+
+
+def test_big_output_lands_whole_in_the_log(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("--name big -- head -c 100000000 /dev/zero\n")
+    done = supervise("batch", str(jobs), "--logs", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "logs" / "big.out").stat().st_size == 100_000_000
+
+
+def test_jobs_from_stdin(tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    done = supervise("batch", "-", "--results", str(results), input="echo hi\nfalse\n")
+    assert done.returncode == 1
+    assert [r["status"] for r in sorted(records(results), key=lambda r: str(r["name"]))] == [
+        "ok", "failed"]
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_run_batch_api() -> None:
+    jobs = [BatchJob(f"j{i}", ContainerSpec(["sh", "-c", f"exit {i % 2}"], name=f"j{i}",
+                                            limits=Limits(memory_bytes=64 << 20)))
+            for i in range(6)]
+    seen: list[str] = []
+    async with Supervisor() as sup:
+        outcome = await run_batch(
+            sup, jobs, BatchPolicy(Admission(max_jobs=3, memory_budget=1 << 30)),
+            on_result=lambda job, result: seen.append(job.name))
+    assert sorted(r.name for r in outcome.results) == [f"j{i}" for i in range(6)]
+    assert {r.name: r.status for r in outcome.results} == {
+        f"j{i}": "ok" if i % 2 == 0 else "failed" for i in range(6)}
+    assert sorted(seen) == sorted(r.name for r in outcome.results)
+
+
+@pytest.mark.anyio
+async def test_cancelling_run_batch_records_cancelled_jobs() -> None:
+    jobs = [BatchJob(f"s{i}", ContainerSpec(["sleep", "30"], name=f"s{i}", stop_timeout=0.2))
+            for i in range(3)]
+    seen: list[str] = []
+    async with Supervisor() as sup:
+        with anyio.move_on_after(0.5):
+            await run_batch(sup, jobs, BatchPolicy(Admission(max_jobs=2)),
+                            on_result=lambda job, result: seen.append(result.status))
+    assert seen == ["cancelled", "cancelled"]
