@@ -173,6 +173,9 @@ def main() -> None:
     _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != supervisor_pid:
         os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to forward
+    # Ctrl-C, a closing terminal's SIGHUP or a SIGTERM to the whole process group
+    # (a shell's job control, timeout(1)) are the supervisor's to forward.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
     Spawner(sock).serve()
