@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -12,10 +13,11 @@ import anyio.abc
 
 import cgroupfs
 
+from . import _state
 from ._container import Container
 from ._errors import SuperviseError
 from ._loopback import loopback_up_request
-from ._result import Result
+from ._result import Result, iso_utc
 from ._spawner_client import SpawnerClient
 from ._spec import DEVNULL, ContainerSpec
 
@@ -28,8 +30,14 @@ class Supervisor:
             result = await sup.run(ContainerSpec(["echo", "hi"]))
     """
 
-    def __init__(self, *, cgroup_parent: str | None = None, python: str | None = None) -> None:
+    def __init__(self, *, cgroup_parent: str | None = None, python: str | None = None,
+                 state_dir: str | None = None, write_state: bool = True) -> None:
+        """state_dir: where live containers are announced to `supervise ps` and friends
+        (default $SUPERVISE_STATE_DIR or /run/supervise); write_state=False keeps quiet."""
         self._cgroup_parent = cgroup_parent
+        self._state_dir = state_dir or _state.state_dir()
+        self._write_state = write_state
+        self._own_start_ticks = _state.process_start_ticks(os.getpid())
         self._python = python
         self._client: SpawnerClient | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -99,6 +107,27 @@ class Supervisor:
     def _forget(self, container: Container) -> None:
         self._containers.pop(container.id, None)
         self._names.discard(container.name)
+        if self._write_state:
+            _state.remove_state(container.id, self._state_dir)
+
+    def _announce(self, container: Container) -> None:
+        if not self._write_state:
+            return
+        spec = container.spec
+        state = _state.ContainerState(
+            id=container.id, name=container.name, pid=container.pid,
+            pid_start_ticks=_state.process_start_ticks(container.pid),
+            supervisor_pid=os.getpid(), supervisor_start_ticks=self._own_start_ticks,
+            cgroup_paths=list(container.cgroup.paths), argv=list(spec.argv),
+            started_at=iso_utc(container.started_at), hostname=spec.hostname or container.id,
+            limits={k: v for k, v in dataclasses.asdict(spec.limits).items() if v is not None},
+            line=spec.line,
+        )
+        try:
+            _state.write_state(state, self._state_dir)
+        except OSError as exc:
+            raise SuperviseError(
+                f"writing state to {self._state_dir}: {exc.strerror}") from exc
 
     async def start(self, spec: ContainerSpec, *, cid: str | None = None) -> Container:
         """Create the cgroup, start the container, return once its PID 1 exists."""
@@ -131,6 +160,15 @@ class Supervisor:
         container = Container(self, cid, name, spec, cgroup, started, started_at)
         self._containers[cid] = container
         client = self._client
+        try:
+            self._announce(container)
+        except SuperviseError:
+            container.kill()
+            with anyio.CancelScope(shield=True):
+                await client.wait_exit(cid)
+                container._on_exit(None)
+                container._finish()
+            raise
 
         async def watch() -> None:
             try:

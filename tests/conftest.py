@@ -69,6 +69,15 @@ def spawner_processes() -> set[int]:
     return pids
 
 
+def state_files() -> set[str]:
+    from supervisor._state import state_dir
+
+    try:
+        return {e for e in os.listdir(state_dir()) if e.endswith(".json")}
+    except FileNotFoundError:
+        return set()
+
+
 def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
@@ -81,20 +90,22 @@ def root_only() -> None:
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No cgroup, container process, spawner or fd of ours outlives a test."""
+    """No cgroup, container process, spawner, state file or fd of ours outlives a test."""
     if os.geteuid() != 0 or request.node.get_closest_marker("no_leak_check"):
         yield
         return
     cgroups, procs, spawners = container_cgroups(), container_processes(), spawner_processes()
-    fds = open_fds()
+    fds, states = open_fds(), state_files()
     yield
     leaked_cgroups = container_cgroups() - cgroups
     leaked_procs = container_processes() - procs
     leaked_spawners = spawner_processes() - spawners
     leaked_fds = {fd for fd in open_fds() - fds if _fd_target(fd) is not None}
+    leaked_states = state_files() - states
     assert not leaked_cgroups, f"cgroups left behind: {sorted(leaked_cgroups)}"
     assert not leaked_procs, f"container processes left behind: {sorted(leaked_procs)}"
     assert not leaked_spawners, f"spawners left behind: {sorted(leaked_spawners)}"
+    assert not leaked_states, f"state files left behind: {sorted(leaked_states)}"
     assert not leaked_fds, f"fds left open: {[(fd, _fd_target(fd)) for fd in leaked_fds]}"
 
 
