@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from collections.abc import Sequence
 
 from . import _fs
 from ._errors import CgroupError
@@ -191,3 +192,25 @@ def open_cgroup(
         shown = next(iter(controller_dirs.values()), name)
         raise CgroupError(f"opening {shown}: no such cgroup", path=shown, errno=errno.ENOENT)
     return V1Cgroup(name, present, owns_parent=parent is None)
+
+
+def cgroup_at(paths: Sequence[str], *, layout: Layout | None = None) -> Cgroup:
+    """The cgroup at these absolute directories (as recorded by another process, e.g.
+    in a state file): one per v1 hierarchy, or the single v2 directory. Each v1
+    directory is matched to the controllers mounted where it lies."""
+    resolved = layout or detect_layout()
+    if not paths:
+        raise CgroupError("no cgroup directories given")
+    name = paths[0].rstrip("/").rsplit("/", 1)[-1]
+    if resolved.kind == "v2":
+        if len(paths) != 1:
+            raise CgroupError(f"cgroup v2 has one directory per cgroup, got {len(paths)}")
+        return V2Cgroup(name, paths[0], owns_parent=False)
+    controller_dirs: dict[str, str] = {}
+    for directory in paths:
+        for controller, mountpoint in resolved.v1_mounts.items():
+            if directory.startswith(mountpoint.rstrip("/") + "/"):
+                controller_dirs[controller] = directory
+    if not controller_dirs:
+        raise CgroupError(f"{paths[0]}: not in a mounted cgroup v1 hierarchy", path=paths[0])
+    return V1Cgroup(name, controller_dirs, owns_parent=False)

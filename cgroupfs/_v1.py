@@ -10,7 +10,7 @@ from . import _fs
 from ._errors import CgroupError
 from ._limits import Limits, v1_limit_files
 from ._procs import kill_pids, parse_procs, wait_until
-from ._stats import V1_STATS_FILES, Stats, parse_v1_stats
+from ._stats import V1_LIVE_STATS_FILES, V1_STATS_FILES, Stats, parse_v1_stats
 from ._teardown import remove_cgroup_dir, remove_if_unused
 
 _FREEZE_TIMEOUT = 1.0
@@ -83,10 +83,11 @@ class V1Cgroup:
             found.update(parse_procs(_fs.read_optional(procs)))
         return sorted(found)
 
-    def stats(self) -> Stats:
+    def stats(self, live: bool = False) -> Stats:
+        """A sample of every figure; live=True reads only what a live view shows."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        for filename in V1_STATS_FILES:
+        for filename in V1_LIVE_STATS_FILES if live else V1_STATS_FILES:
             directory = self._dirs.get(filename.split(".", 1)[0])
             if directory is None:
                 continue

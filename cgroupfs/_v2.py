@@ -11,7 +11,7 @@ from ._errors import CgroupError
 from ._layout import Layout
 from ._limits import Limits, v2_limit_files
 from ._procs import kill_pids, parse_procs, wait_until
-from ._stats import V2_STATS_FILES, Stats, parse_flat_keyed, parse_v2_stats
+from ._stats import V2_LIVE_STATS_FILES, V2_STATS_FILES, Stats, parse_flat_keyed, parse_v2_stats
 from ._teardown import remove_cgroup_dir, remove_if_unused
 
 _FREEZE_TIMEOUT = 1.0
@@ -57,10 +57,11 @@ class V2Cgroup:
                 return populated == 1
         return bool(self.pids())
 
-    def stats(self) -> Stats:
+    def stats(self, live: bool = False) -> Stats:
+        """A sample of every figure; live=True reads only what a live view shows."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        for filename in V2_STATS_FILES:
+        for filename in V2_LIVE_STATS_FILES if live else V2_STATS_FILES:
             text = _fs.read_optional(f"{self.path}/{filename}")
             if text is not None:
                 files[filename] = text

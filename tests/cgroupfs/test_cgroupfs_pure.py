@@ -36,6 +36,7 @@ def test_public_names_are_pinned() -> None:
             "prepare_v2_delegation",
             "create_cgroup",
             "open_cgroup",
+            "cgroup_at",
         ]
     )
     for name in cgroupfs.__all__:

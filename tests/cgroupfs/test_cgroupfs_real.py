@@ -281,3 +281,17 @@ def test_v1_cgroup_parent_overrides_placement(
         for mountpoint in set(at_root.values()):
             os.rmdir(f"{mountpoint}{parent}")
             os.rmdir(os.path.dirname(f"{mountpoint}{parent}"))
+
+
+@pytest.mark.cgroup_v2
+def test_cgroup_at_reopens_by_recorded_paths(
+    real_layout: cgroupfs.Layout, cgroup_name: str
+) -> None:
+    made = cgroupfs.create_cgroup(cgroup_name, limits=Limits(pids_max=7), layout=real_layout)
+    try:
+        again = cgroupfs.cgroup_at(list(made.paths), layout=real_layout)
+        assert sorted(again.paths) == sorted(made.paths)
+        assert again.stats().pids_limit == 7
+        assert again.stats(live=True).pids_current == 0
+    finally:
+        made.destroy()
