@@ -16,7 +16,9 @@ import click
 from .._errors import SuperviseError
 from .._jobs import JobsFileError
 from ._batch import batch_command
+from ._ps import gc_command, kill_command, ps_command, stop_command
 from ._run import run_command
+from ._stats import stats_command
 
 EXIT_SUPERVISE_FAILED = 125
 EXIT_BATCH_USAGE = 2
@@ -33,6 +35,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 cli.add_command(run_command)
 cli.add_command(batch_command)
+cli.add_command(ps_command)
+cli.add_command(kill_command)
+cli.add_command(stop_command)
+cli.add_command(gc_command)
+cli.add_command(stats_command)
 
 
 def fail(message: str, code: int = EXIT_SUPERVISE_FAILED) -> NoReturn:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
+import shlex
 import signal
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +19,26 @@ import anyio.abc
 import click
 import psutil
 import trio
+from rich.console import Console
+from rich.live import Live
 
 from .._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput
 from .._container import Container
 from .._errors import SuperviseError, UsageError
+from .._gc import gc_quietly
 from .._host import host_facts
 from .._jobs import Job, JobsFileError, parse_jobs
 from .._options import HostFacts, RunOptions, build_spec
 from .._result import Result
 from .._results_file import LineWriter, read_results, repair_torn_tail, resume_key, succeeded
+from .._sampler import Sampler, Target, sample_record
+from .._sampling import BatchProgress, ContainerSample, FinishedJob, HostSample
 from .._schedule import Admission, parse_halt, parse_retry_on
 from .._spec import DEVNULL
 from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, summarize
 from .._supervisor import Supervisor
-from .._units import format_bytes, parse_size
+from .._units import format_bytes, parse_duration, parse_size
+from .._view import batch_view
 from ._flags import limit_options, parse_job_options, run_fields
 
 EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
@@ -113,13 +123,20 @@ def check_jobs(jobs: list[Job], path: str, host: HostFacts, admission: Admission
               help="never, or soon|now,fail|success|done|oom=N|P% (as GNU parallel).")
 @click.option("--tag", is_flag=True, help="Relay output to the terminal, each line "
               "prefixed with the job's name (without --logs).")
+@click.option("--live/--no-live", default=None,
+              help="Show the live view (default: when stdout is a terminal and no --tag).")
+@click.option("--interval", default="1s", metavar="DURATION", show_default=True,
+              help="How often the live view and --stats-json sample the containers.")
+@click.option("--stats-json", metavar="FILE",
+              help="Append each sample (host and running containers) as a JSON line.")
 @click.option("--cgroup-parent", metavar="PATH",
               help="Create the containers' cgroups below this one instead of our own.")
 @limit_options
 def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, logs: str | None,
                   joblog: str | None, resume: bool, memory_budget: str | None,
                   default_memory: str | None, retries: int, retry_on: str,
-                  retry_memory_factor: float, halt: str, tag: bool, cgroup_parent: str | None,
+                  retry_memory_factor: float, halt: str, tag: bool, live: bool | None,
+                  interval: str, stats_json: str | None, cgroup_parent: str | None,
                   **flags: Any) -> None:
     """Run each line of FILE (- for stdin) in its own limited container.
 
@@ -137,6 +154,14 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
             retry_memory_factor=retry_memory_factor, halt=parse_halt(halt))
     except UsageError as exc:
         raise BatchUsageError(str(exc)) from exc
+    try:
+        interval_s = parse_duration(interval)
+    except UsageError as exc:
+        raise BatchUsageError(f"--interval: {exc}") from exc
+    if live is None:
+        live = sys.stdout.isatty() and not tag
+    elif live and tag:
+        raise BatchUsageError("--live and --tag both want the terminal: choose one")
     if resume and results is None:
         raise BatchUsageError("--resume needs --results FILE")
     if tag and logs is not None:
@@ -161,7 +186,8 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
         except OSError as exc:
             raise SuperviseError(f"--logs {logs}: {exc.strerror}") from exc
     runner = BatchRunner(jobs, policy, results=results, logs=logs, joblog=joblog, tag=tag,
-                         skipped=skipped)
+                         skipped=skipped, monitor=Monitor(live, interval_s, stats_json))
+    gc_quietly()
     code = trio.run(runner.main, cgroup_parent)
     sys.exit(code)
 
@@ -170,7 +196,10 @@ class BatchRunner:
     """The CLI around a Batch: files, output relay, progress, signals, summary."""
 
     def __init__(self, jobs: list[BatchJob], policy: BatchPolicy, *, results: str | None,
-                 logs: str | None, joblog: str | None, tag: bool, skipped: int) -> None:
+                 logs: str | None, joblog: str | None, tag: bool, skipped: int,
+                 monitor: Monitor | None = None) -> None:
+        self.monitor = monitor or Monitor(False, 1.0, None)
+        self.finished: deque[FinishedJob] = deque(maxlen=50)
         self.jobs = jobs
         self.policy = policy
         self.logs = logs
@@ -209,6 +238,8 @@ class BatchRunner:
     # -- records ----------------------------------------------------------------
     def on_result(self, job: BatchJob, result: Result) -> None:
         self._seq += 1
+        self.finished.append(FinishedJob(result.name, result.status, result.exit_code,
+                                             result.wall_s, result.peak_memory_bytes))
         if self.results is not None:
             self.results.write(result.to_json())
         if self.joblog is not None:
@@ -226,6 +257,18 @@ class BatchRunner:
             _say(f"{job.name}: attempt {attempt}{extra}")
 
     # -- progress and signals -----------------------------------------------------
+    def progress(self) -> BatchProgress:
+        assert self.batch is not None
+        return BatchProgress(
+            total=len(self.jobs), done=len(self.batch.outcome.results),
+            running=len(self.batch.running), queued=len(self.batch.queue),
+            counts=dict(self.batch.counts), elapsed_s=time.monotonic() - self.started_mono)
+
+    def targets(self) -> list[Target]:
+        assert self.batch is not None
+        return [Target(c.id, c.name, c.pid, shlex.join(c.spec.argv), c.started_at, c.cgroup)
+                for c in self.batch.running.values()]
+
     def progress_line(self) -> str:
         assert self.batch is not None
         done = len(self.batch.outcome.results)
@@ -275,7 +318,10 @@ class BatchRunner:
             self._relays = relays
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.handle_signals)
-                tg.start_soon(self.report_progress)
+                if not self.monitor.live:
+                    tg.start_soon(self.report_progress)
+                if self.monitor.active:
+                    tg.start_soon(self.monitor.run, self)
                 outcome = await self.batch.run()
                 tg.cancel_scope.cancel()
         return outcome
@@ -294,6 +340,51 @@ class BatchRunner:
         if summary.all_ok and not outcome.not_started:
             return EXIT_OK
         return EXIT_NOT_ALL_OK
+
+
+class Monitor:
+    """Samples the running containers every interval, for the live view (rich Live on
+    stdout) and/or --stats-json."""
+
+    def __init__(self, live: bool, interval_s: float, stats_json: str | None) -> None:
+        self.live = live
+        self.interval_s = interval_s
+        self.stats_json = stats_json
+
+    @property
+    def active(self) -> bool:
+        return self.live or self.stats_json is not None
+
+    async def run(self, runner: BatchRunner) -> None:
+        """Until cancelled (the batch is over); the last frame shows the end state."""
+        sampler = Sampler()
+        writer = LineWriter(self.stats_json) if self.stats_json is not None else None
+        console = Console(highlight=False)
+        display = Live(console=console, auto_refresh=False, redirect_stdout=False,
+                       redirect_stderr=True) if self.live else None
+
+        def show(host: HostSample, rows: list[ContainerSample]) -> None:
+            if display is not None:
+                width, height = console.size
+                display.update(batch_view(runner.progress(), host, rows, list(runner.finished),
+                                          width=width, height=height - 1), refresh=True)
+
+        try:
+            with display if display is not None else contextlib.nullcontext():
+                try:
+                    while True:
+                        now = time.time()
+                        host = sampler.host()
+                        rows = sampler.sample(runner.targets(), host, now)
+                        if writer is not None:
+                            writer.write(json.dumps(sample_record(host, rows, now)))
+                        show(host, rows)
+                        await anyio.sleep(self.interval_s)
+                finally:
+                    show(sampler.host(), [])
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _say(message: str) -> None:

@@ -18,6 +18,7 @@ import trio
 
 from .._container import Container
 from .._errors import SuperviseError
+from .._gc import gc_quietly
 from .._host import host_facts
 from .._options import RunOptions, build_spec
 from .._result import Result
@@ -55,6 +56,7 @@ def run_command(command: tuple[str, ...], report: str | None, cgroup_parent: str
                       read_file=_read_text)
     if os.geteuid() != 0:
         raise SuperviseError("needs root (namespaces and cgroups); try sudo")
+    gc_quietly()
     result = trio.run(_run, cid, spec, opts.interactive, cgroup_parent)
     _report(result, spec, report)
     sys.exit(exit_status(result))
