@@ -258,6 +258,8 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
             report.errors.append(f"{state.id} ({state.name}): {exc}")
             continue
         _state.remove_state(state.id, state_dir)
+        with contextlib.suppress(ValueError):
+            _state.release_name(state.name, state.id, state_dir)
         touched_parents.update(os.path.dirname(os.path.normpath(p)) for p in state.cgroup_paths)
         done(f"removed {state.id} ({state.name}): its supervisor (pid {state.supervisor_pid})"
              " is gone")

@@ -120,3 +120,55 @@ def find(states: Sequence[ContainerState], ref: str) -> list[ContainerState]:
     if exact:
         return exact
     return [s for s in states if s.id.startswith(ref)] if len(ref) >= 3 else []
+
+
+class NameTaken(Exception):
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"the name {name!r} is already in use by container {holder}")
+        self.holder = holder
+
+
+def _name_link(name: str, directory: str | None) -> str:
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        raise ValueError(f"invalid container name {name!r}")
+    return os.path.join(directory or state_dir(), "names", name)
+
+
+def claim_name(name: str, cid: str, supervisor_pid: int, supervisor_ticks: int | None,
+               directory: str | None = None) -> None:
+    """Make a name unique among live containers on this host, across processes: an
+    O_EXCL-like symlink names/NAME -> "ID.SUPERVISOR_PID.START_TICKS". A link whose
+    supervisor is dead is stale and taken over."""
+    link = _name_link(name, directory)
+    os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+    target = f"{cid}.{supervisor_pid}.{supervisor_ticks if supervisor_ticks is not None else ''}"
+    for _attempt in range(5):
+        try:
+            os.symlink(target, link)
+            return
+        except FileExistsError:
+            pass
+        try:
+            holder = os.readlink(link)
+        except FileNotFoundError:
+            continue  # released meanwhile: try again
+        holder_id, _, rest = holder.partition(".")
+        pid_text, _, ticks_text = rest.partition(".")
+        try:
+            alive = is_alive(int(pid_text), int(ticks_text) if ticks_text else None)
+        except ValueError:
+            alive = False
+        if alive:
+            raise NameTaken(name, holder_id)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)  # stale: its supervisor is gone
+    raise NameTaken(name, "(contended)")
+
+
+def release_name(name: str, cid: str, directory: str | None = None) -> None:
+    link = _name_link(name, directory)
+    try:
+        if os.readlink(link).partition(".")[0] == cid:
+            os.unlink(link)
+    except (FileNotFoundError, OSError):
+        return

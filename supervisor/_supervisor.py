@@ -109,6 +109,8 @@ class Supervisor:
         self._names.discard(container.name)
         if self._write_state:
             _state.remove_state(container.id, self._state_dir)
+            if container.spec.name is not None:
+                _state.release_name(container.name, container.id, self._state_dir)
 
     def _announce(self, container: Container) -> None:
         if not self._write_state:
@@ -137,6 +139,24 @@ class Supervisor:
         name = spec.name or cid
         if name in self._names:
             raise SuperviseError(f"the name {name!r} is already in use by a running container")
+        named = spec.name is not None and self._write_state
+        if named:
+            try:
+                _state.claim_name(name, cid, os.getpid(), self._own_start_ticks, self._state_dir)
+            except (_state.NameTaken, ValueError) as exc:
+                raise SuperviseError(str(exc)) from exc
+            except OSError as exc:
+                raise SuperviseError(
+                    f"claiming the name {name!r} in {self._state_dir}: {exc.strerror}") from exc
+        try:
+            return await self._start(spec, cid, name)
+        except BaseException:
+            if named:
+                _state.release_name(name, cid, self._state_dir)
+            raise
+
+    async def _start(self, spec: ContainerSpec, cid: str, name: str) -> Container:
+        assert self._client is not None
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         try:
             cgroup = cgroupfs.create_cgroup(

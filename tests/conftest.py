@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -72,10 +73,12 @@ def spawner_processes() -> set[int]:
 def state_files() -> set[str]:
     from supervisor._state import state_dir
 
-    try:
-        return {e for e in os.listdir(state_dir()) if e.endswith(".json")}
-    except FileNotFoundError:
-        return set()
+    found: set[str] = set()
+    for sub in ("", "names"):
+        with contextlib.suppress(FileNotFoundError):
+            found.update(os.path.join(sub, e) for e in os.listdir(os.path.join(state_dir(), sub))
+                         if e != "names")
+    return found
 
 
 def open_fds() -> set[int]:

@@ -435,3 +435,27 @@ def _wait_for_spawners_to_go(supervisor_pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the dead supervisor's spawner is still there")
+
+
+@needs_root
+def test_stats_no_stream_shows_another_supervisors_containers(host: Host) -> None:
+    busy, busy_entry = host.start("sh", "-c", "while :; do :; done", name="busy-one")
+    _, idle_entry = host.start("sleep", "60", name="idle-one")
+    limited, _ = host.start("sleep", "60", name="limited")  # no -m: limit shows as "-"
+    done = host.cli("stats", "--no-stream")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:4] == ["CONTAINER", "ID", "NAME", "STATE"]
+    by_name = {row.split()[1]: row.split() for row in rows}
+    assert set(by_name) == {"busy-one", "idle-one", "limited"}
+    assert rows[0].split()[1] == "busy-one"  # busiest first
+    busy_cpu = float(by_name["busy-one"][3].rstrip("%"))
+    assert busy_cpu > 50  # a busy loop, sampled over 0.5 s
+    assert float(by_name["idle-one"][3].rstrip("%")) < 5
+    assert by_name["idle-one"][0] == idle_entry["id"]
+    assert by_name["busy-one"][-2] == "1"  # PIDS
+    one = host.cli("stats", "--no-stream", "idle-one", "nope")
+    assert one.returncode == 1
+    assert [r.split()[1] for r in one.stdout.splitlines()[1:]] == ["idle-one"]
+    assert one.stderr == "supervise: no such container: nope\n"
+    assert busy_entry["status"] == "running" and limited.poll() is None and busy.poll() is None

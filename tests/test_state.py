@@ -64,3 +64,32 @@ async def test_a_running_container_is_announced(tmp_path: Path) -> None:
         container.kill()
         await container.wait()
         assert read_states(str(tmp_path)) == []
+
+
+def test_names_are_unique_across_processes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from .containers import PYTHON, supervise
+
+    env = {**os.environ, "SUPERVISE_STATE_DIR": str(tmp_path)}
+    first = subprocess.Popen([PYTHON, "-m", "supervisor", "run", "--name", "solo", "--",
+                              "sleep", "30"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not read_states(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (held,) = read_states(str(tmp_path))
+        second = supervise("run", "--name", "solo", "--", "true", env=env)
+        assert second.returncode == 125
+        assert second.stderr == (
+            f"supervise: the name 'solo' is already in use by container {held.id}\n")
+    finally:
+        first.send_signal(signal.SIGKILL)  # its name link and state are now stale
+        first.wait()
+    # A dead supervisor's name is taken over (and gc cleans the rest).
+    again = supervise("run", "--name", "solo", "--", "true", env=env)
+    assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "names" / "solo").exists()
+    assert read_states(str(tmp_path)) == []

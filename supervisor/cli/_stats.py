@@ -87,7 +87,7 @@ def stats_command(containers: tuple[str, ...], no_stream: bool, interval: str) -
         time.sleep(NO_STREAM_SPAN_S)
         _host, rows, missing = _sample(sampler, containers, layout)
         width = Console().width if sys.stdout.isatty() else 200
-        sys.stdout.write(render_text(stats_table(rows, max_rows=None), width=width))
+        sys.stdout.write(render_text(stats_table(rows, max_rows=None, width=width), width=width))
         for ref in missing:
             print(f"supervise: no such container: {ref}", file=sys.stderr)
         sys.exit(1 if missing else 0)
