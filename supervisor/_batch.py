@@ -29,6 +29,7 @@ from ._supervisor import Supervisor
 class BatchJob:
     name: str
     spec: ContainerSpec
+    unique_name: bool = True  # False for default names (job-N), unique only in the batch
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,8 @@ class Batch:
         try:
             try:
                 container = await self.supervisor.start(
-                    dataclasses.replace(spec, stdout=output.stdout, stderr=output.stderr))
+                    dataclasses.replace(spec, stdout=output.stdout, stderr=output.stderr),
+                    unique_name=job.unique_name)
             finally:
                 _close(output.stdout, output.stderr)
             container.attempt = attempt

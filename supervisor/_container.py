@@ -47,6 +47,7 @@ class Container:
         self.timed_out = False
         self.cancelled = False
         self.attempt = 1
+        self.unique_name = True
 
     # -- signals --------------------------------------------------------------
     def signal(self, sig: int) -> bool:

@@ -55,7 +55,10 @@ def logical_lines(text: str) -> list[Line]:
     lines: list[Line] = []
     pending: list[str] = []
     start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line (str.splitlines() would also split at \f, \v, \x85,
+    # \u2028...: the numbers in FILE:LINE errors and results would then drift).
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not pending:
             start = number
         if _continues(raw):

@@ -20,11 +20,26 @@ class LineWriter:
             self.write(header)
 
     def write(self, line: str) -> None:
-        self._file.write(line + "\n")
-        self._file.flush()
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+        except OSError:
+            # What did not reach the file must not be written again with the next
+            # line: drop the buffer (the caller says the record was lost).
+            self._file = _reopen(self._file, self.path)
+            raise
 
     def close(self) -> None:
         self._file.close()
+
+
+def _reopen(old: IO[str], path: str) -> IO[str]:
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        old.close()
+    repair_torn_tail(path)
+    return open(path, "a", encoding="utf-8")
 
 
 def resume_key(name: str, argv: Sequence[str]) -> tuple[str, tuple[str, ...]]:

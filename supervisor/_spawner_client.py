@@ -99,8 +99,9 @@ class SpawnerClient:
         await pending.started.wait()
         if pending.start is None:
             self._pending.pop(cid, None)
-            failure = pending.failure or {"message": "the spawner is gone"}
-            raise SuperviseError(str(failure.get("message")))
+            if pending.failure is None:
+                raise SpawnerGone("the spawner is gone")
+            raise SuperviseError(str(pending.failure.get("message")))
         return pending.start
 
     async def wait_exit(self, cid: str) -> Exited:

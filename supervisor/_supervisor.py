@@ -6,7 +6,10 @@ import dataclasses
 import os
 import secrets
 import time
+from collections import deque
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -18,8 +21,11 @@ from ._container import Container
 from ._errors import SuperviseError
 from ._loopback import loopback_up_request
 from ._result import Result, iso_utc
-from ._spawner_client import SpawnerClient
+from ._spawner_client import SpawnerClient, SpawnerGone, Started
 from ._spec import DEVNULL, ContainerSpec
+
+SPAWNER_RESTARTS = 5
+SPAWNER_RESTART_WINDOW_S = 10.0
 
 
 class Supervisor:
@@ -31,9 +37,16 @@ class Supervisor:
     """
 
     def __init__(self, *, cgroup_parent: str | None = None, python: str | None = None,
-                 state_dir: str | None = None, write_state: bool = True) -> None:
+                 state_dir: str | None = None, write_state: bool = True,
+                 warn: Callable[[str], None] | None = None) -> None:
         """state_dir: where live containers are announced to `supervise ps` and friends
-        (default $SUPERVISE_STATE_DIR or /run/supervise); write_state=False keeps quiet."""
+        (default $SUPERVISE_STATE_DIR or /run/supervise); write_state=False keeps quiet.
+        warn: called with a one-line message when something recoverable went wrong
+        (the spawner died and was restarted)."""
+        self._warn = warn or (lambda _message: None)
+        self._closing = False
+        self._spawner_error: str | None = None
+        self.spawner_restarts = 0
         self._cgroup_parent = cgroup_parent
         self._state_dir = state_dir or _state.state_dir()
         self._write_state = write_state
@@ -57,7 +70,7 @@ class Supervisor:
         self._client = SpawnerClient.start(self._python)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._client.read_events)
+        self._tg.start_soon(self._serve_spawner)
         self._loopback_ready = anyio.Event()
         self._tg.start_soon(self._prepare_loopback, self._loopback_ready)
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -67,6 +80,7 @@ class Supervisor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        self._closing = True
         with anyio.CancelScope(shield=True):
             for container in list(self._containers.values()):
                 container.cancelled = container.cancelled or exc_type is not None
@@ -77,9 +91,10 @@ class Supervisor:
             for container in list(self._containers.values()):  # spawner hung: force
                 container._on_exit(None)
                 container._finish()
-            assert self._client is not None and self._tg is not None
+            assert self._tg is not None
             tg = self._tg
-            await self._client.close()
+            if self._client is not None:
+                await self._client.close()
             if self._devnull is not None:
                 os.close(self._devnull)
         # The task group was entered outside the shield: leave it outside too.
@@ -87,6 +102,38 @@ class Supervisor:
         tg.cancel_scope.cancel()
         await tg.__aexit__(None, None, None)
         return None
+
+    async def _serve_spawner(self) -> None:
+        """Route the spawner's events; if it dies, its containers end as errors (their
+        PID 1s die with it: PR_SET_PDEATHSIG) and a new spawner takes over, unless
+        they keep dying (SPAWNER_RESTARTS within SPAWNER_RESTART_WINDOW_S)."""
+        deaths: deque[float] = deque(maxlen=SPAWNER_RESTARTS)
+        while True:
+            client = self._client
+            assert client is not None
+            await client.read_events()
+            if self._closing:
+                return
+            with anyio.CancelScope(shield=True):
+                await client.close(timeout=1)
+            deaths.append(time.monotonic())
+            if (len(deaths) == SPAWNER_RESTARTS
+                    and deaths[-1] - deaths[0] < SPAWNER_RESTART_WINDOW_S):
+                self._spawner_error = (
+                    f"the spawner died {SPAWNER_RESTARTS} times in "
+                    f"{SPAWNER_RESTART_WINDOW_S:g}s; giving up")
+                self._warn(self._spawner_error)
+                self._client = None
+                return
+            self._warn(f"the spawner (pid {client.pid}) died: its running containers are "
+                       "recorded as errors; starting a new one")
+            try:
+                self._client = SpawnerClient.start(self._python)
+            except SuperviseError as exc:
+                self._spawner_error = str(exc)
+                self._client = None
+                return
+            self.spawner_restarts += 1
 
     async def _prepare_loopback(self, ready: anyio.Event) -> None:
         """Encode the lo-up request once, in a thread, while the spawner starts."""
@@ -109,7 +156,7 @@ class Supervisor:
         self._names.discard(container.name)
         if self._write_state:
             _state.remove_state(container.id, self._state_dir)
-            if container.spec.name is not None:
+            if container.spec.name is not None and container.unique_name:
                 _state.release_name(container.name, container.id, self._state_dir)
 
     def _announce(self, container: Container) -> None:
@@ -131,15 +178,21 @@ class Supervisor:
             raise SuperviseError(
                 f"writing state to {self._state_dir}: {exc.strerror}") from exc
 
-    async def start(self, spec: ContainerSpec, *, cid: str | None = None) -> Container:
-        """Create the cgroup, start the container, return once its PID 1 exists."""
+    async def start(self, spec: ContainerSpec, *, cid: str | None = None,
+                    unique_name: bool = True) -> Container:
+        """Create the cgroup, start the container, return once its PID 1 exists.
+
+        A spec.name is unique among live containers on the host (claimed in the state
+        directory), unless unique_name=False: then only within this supervisor (a
+        batch's default job names, job-N, may repeat across batches)."""
         if self._client is None:
-            raise SuperviseError("the supervisor is not running (use `async with`)")
+            raise SuperviseError(
+                self._spawner_error or "the supervisor is not running (use `async with`)")
         cid = cid or secrets.token_hex(6)
         name = spec.name or cid
         if name in self._names:
             raise SuperviseError(f"the name {name!r} is already in use by a running container")
-        named = spec.name is not None and self._write_state
+        named = spec.name is not None and self._write_state and unique_name
         if named:
             try:
                 _state.claim_name(name, cid, os.getpid(), self._own_start_ticks, self._state_dir)
@@ -149,14 +202,14 @@ class Supervisor:
                 raise SuperviseError(
                     f"claiming the name {name!r} in {self._state_dir}: {exc.strerror}") from exc
         try:
-            return await self._start(spec, cid, name)
+            return await self._start(spec, cid, name, unique_name)
         except BaseException:
             if named:
                 _state.release_name(name, cid, self._state_dir)
             raise
 
-    async def _start(self, spec: ContainerSpec, cid: str, name: str) -> Container:
-        assert self._client is not None
+    async def _start(self, spec: ContainerSpec, cid: str, name: str,
+                     unique_name: bool) -> Container:
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         try:
             cgroup = cgroupfs.create_cgroup(
@@ -171,15 +224,15 @@ class Supervisor:
                 loopback_request=loopback, stdio=stdio,
             )
             started_at = time.time()
-            started = await self._client.spawn(cid, init, fds)
+            client, started = await self._spawn(cid, init, fds)
         except BaseException:
             self._names.discard(name)
             with anyio.CancelScope(shield=True):
                 cgroup.destroy()
             raise
         container = Container(self, cid, name, spec, cgroup, started, started_at)
+        container.unique_name = unique_name
         self._containers[cid] = container
-        client = self._client
         try:
             self._announce(container)
         except SuperviseError:
@@ -200,6 +253,24 @@ class Supervisor:
         assert self._tg is not None
         self._tg.start_soon(watch)
         return container
+
+    async def _spawn(self, cid: str, init: dict[str, Any], fds: list[int]
+                     ) -> tuple[SpawnerClient, Started]:
+        """Spawn with the current spawner; if it has just died, once more with its
+        successor (which _serve_spawner starts at once)."""
+        for attempt in range(2):
+            client = self._client
+            if client is None:
+                raise SuperviseError(self._spawner_error or "the spawner is gone")
+            try:
+                return client, await client.spawn(cid, init, fds)
+            except SpawnerGone:
+                if attempt == 1:
+                    raise
+                with anyio.move_on_after(2):
+                    while self._client is client:
+                        await anyio.sleep(0.01)
+        raise AssertionError("unreachable")
 
     def _stdio(self, spec: ContainerSpec) -> tuple[list[int], list[int]]:
         fds: list[int] = []

@@ -269,3 +269,26 @@ async def test_cancelling_run_batch_records_cancelled_jobs() -> None:
             await run_batch(sup, jobs, BatchPolicy(Admission(max_jobs=2)),
                             on_result=lambda job, result: seen.append(result.status))
     assert seen == ["cancelled", "cancelled"]
+
+
+def test_two_batches_at_once_may_share_default_job_names(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sleep 0.5\n" * 3)
+    first = _run_batch_in_background(jobs, "-j", "3", "--no-live")
+    second = _run_batch_in_background(jobs, "-j", "3", "--no-live")
+    _, err1 = first.communicate(timeout=60)
+    _, err2 = second.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0), err1 + err2
+    named = tmp_path / "named.txt"
+    named.write_text("--name unique-x -- sleep 2\n")
+    holder = _run_batch_in_background(named, "--no-live")
+    try:
+        deadline = time.monotonic() + 20
+        while not (Path("/run/supervise/names/unique-x").is_symlink()
+                   or time.monotonic() > deadline):
+            time.sleep(0.05)
+        clash = supervise("batch", str(named), "--no-live")
+        assert clash.returncode == 1
+        assert "the name 'unique-x' is already in use" in clash.stderr
+    finally:
+        holder.communicate(timeout=60)

@@ -94,7 +94,8 @@ def check_jobs(jobs: list[Job], path: str, host: HostFacts, admission: Admission
                 f"budget {format_bytes(admission.memory_budget)}")
             continue
         checked.append(BatchJob(job.name, dataclasses.replace(spec, name=job.name,
-                                                              line=job.line)))
+                                                              line=job.line),
+                                unique_name=job.options.name is not None))
     if errors:
         raise JobsFileError(errors)
     return checked
@@ -214,18 +215,31 @@ class BatchRunner:
         self.started_mono = time.monotonic()
         self._relays: anyio.abc.TaskGroup | None = None
         self._seq = 0
+        self._warned: set[str] = set()
 
     # -- output -----------------------------------------------------------------
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _say(message)
+
     def output(self, job: BatchJob, attempt: int) -> JobOutput:
         if self.logs is not None:
             out_path = os.path.join(self.logs, f"{job.name}.out")
             err_path = os.path.join(self.logs, f"{job.name}.err")
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            out: int | None = None
             try:
                 out = os.open(out_path, flags, 0o644)
                 err = os.open(err_path, flags, 0o644)
             except OSError as exc:
-                raise SuperviseError(f"--logs: {exc.filename}: {exc.strerror}") from exc
+                if out is not None:
+                    os.close(out)
+                # A full or broken logs directory must not stop the batch: the job
+                # runs, its output is discarded, and the user hears it once.
+                self.warn_once("logs-open", f"--logs {self.logs}: {exc.strerror}: output of "
+                               "jobs whose logs cannot be created is discarded")
+                return JobOutput(DEVNULL, DEVNULL)
             return JobOutput(out, err, out_path, err_path)
         if self.tag and self._relays is not None:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -240,10 +254,17 @@ class BatchRunner:
         self._seq += 1
         self.finished.append(FinishedJob(result.name, result.status, result.exit_code,
                                              result.wall_s, result.peak_memory_bytes))
-        if self.results is not None:
-            self.results.write(result.to_json())
-        if self.joblog is not None:
-            self.joblog.write(joblog_line(self._seq, result))
+        for writer, line in ((self.results, result.to_json()),
+                             (self.joblog, joblog_line(self._seq, result))):
+            if writer is not None:
+                try:
+                    writer.write(line)
+                except OSError as exc:
+                    self.warn_once(writer.path, f"{writer.path}: {exc.strerror}: records are "
+                                   "being lost")
+        if self.logs is not None and result.stdout_path is not None and _full(self.logs):
+            self.warn_once("logs-full", f"--logs {self.logs} is full: jobs' output is cut "
+                           "short from here on")
         if result.status not in ("ok", "cancelled"):
             message = end_message(result, job.spec.timeout)
             if message is not None and result.error:
@@ -303,7 +324,7 @@ class BatchRunner:
         if self.joblog_path is not None:
             self.joblog = LineWriter(self.joblog_path, header=JOBLOG_HEADER)
         try:
-            async with Supervisor(cgroup_parent=cgroup_parent) as sup:
+            async with Supervisor(cgroup_parent=cgroup_parent, warn=_say) as sup:
                 outcome = await self._run(sup)
         finally:
             for writer in (self.results, self.joblog):
@@ -385,6 +406,14 @@ class Monitor:
         finally:
             if writer is not None:
                 writer.close()
+
+
+def _full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail == 0 or (st.f_files > 0 and st.f_favail == 0)
 
 
 def _say(message: str) -> None:
