@@ -13,14 +13,24 @@
 
 from cgroupfs import Limits, Stats
 
+from ._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput, run_batch
 from ._container import Container
 from ._errors import SuperviseError, UsageError
 from ._result import Result
+from ._schedule import Admission, HaltPolicy
 from ._spec import DEVNULL, ContainerSpec
 from ._supervisor import Supervisor
 
 __all__ = [
     "DEVNULL",
+    "Admission",
+    "Batch",
+    "BatchJob",
+    "BatchOutcome",
+    "BatchPolicy",
+    "HaltPolicy",
+    "JobOutput",
+    "run_batch",
     "Container",
     "ContainerSpec",
     "Limits",

@@ -1,0 +1,30 @@
+"""The public names of each package are pinned (as trio's test_exports does)."""
+
+from __future__ import annotations
+
+import nsutil
+import supervisor
+
+
+def test_supervisor_public_api() -> None:
+    assert sorted(supervisor.__all__) == sorted([
+        "DEVNULL", "Admission", "Batch", "BatchJob", "BatchOutcome", "BatchPolicy",
+        "HaltPolicy", "JobOutput", "run_batch", "Container", "ContainerSpec", "Limits",
+        "Result", "Stats", "SuperviseError", "Supervisor", "UsageError",
+    ])
+    for name in supervisor.__all__:
+        assert getattr(supervisor, name) is not None
+
+
+def test_nsutil_and_cgroupfs_import_nothing_of_the_supervisor_stack() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(nsutil.__file__).parent.parent)
+    heavy = ("trio", "anyio", "pyroute2", "supervisor", "psutil", "rich", "click")
+    code = (f"import sys; sys.path.insert(0, {root!r}); import nsutil, nsutil.spawner, "
+            f"cgroupfs; print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
