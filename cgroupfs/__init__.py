@@ -5,7 +5,13 @@ Detect the layout, create a container's cgroup under this process's own
 destroy. File I/O lives in ``_fs``; translation and parsing are pure.
 """
 
-from ._create import cgroup_at, create_cgroup, open_cgroup
+from ._create import (
+    cgroup_at,
+    create_cgroup,
+    open_cgroup,
+    remove_unused_parents,
+    v1_controllers_for,
+)
 from ._errors import CgroupError
 from ._layout import Layout, detect_layout
 from ._limits import Limits, shares_to_weight, v1_limit_files, v2_limit_files
@@ -32,4 +38,6 @@ __all__ = [
     "create_cgroup",
     "open_cgroup",
     "cgroup_at",
+    "remove_unused_parents",
+    "v1_controllers_for",
 ]

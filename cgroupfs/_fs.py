@@ -18,11 +18,24 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or os.strerror(exc.errno or 0)
 
 
+_READ_SIZE = 65536
+
+
 def read_text(path: str) -> str:
     """Read a whole cgroup file."""
+    # os.open/os.read: three syscalls, where open() would add fstat, ioctl and lseek.
     try:
-        with open(path, encoding="ascii", errors="replace") as file:
-            return file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, _READ_SIZE)
+            if len(data) == _READ_SIZE:  # a seq_file returns less only at its end
+                chunks = [data]
+                while chunk := os.read(fd, _READ_SIZE):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        finally:
+            os.close(fd)
+        return data.decode("ascii", errors="replace")
     except OSError as exc:
         raise CgroupError(f"reading {path}: {_reason(exc)}", path=path, errno=exc.errno) from exc
 

@@ -26,7 +26,7 @@ class Cgroup(Protocol):
     def pids(self) -> list[int]:
         """The pids in the cgroup, sorted."""
 
-    def stats(self, live: bool = False) -> Stats:
+    def stats(self, live: bool = False, final: bool = False) -> Stats:
         """Sample the counters now."""
 
     def kill(self) -> None:

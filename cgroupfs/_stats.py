@@ -38,6 +38,15 @@ V1_LIVE_STATS_FILES = (
     "pids.current",
 )
 V2_LIVE_STATS_FILES = ("memory.current", "memory.max", "memory.stat", "cpu.stat", "pids.current")
+# What a finished container's result needs: peak memory, OOM kills, CPU time.
+V1_FINAL_STATS_FILES = (
+    "memory.max_usage_in_bytes",
+    "memory.oom_control",
+    "cpuacct.usage",
+    "cpuacct.usage_user",
+    "cpuacct.usage_sys",
+)
+V2_FINAL_STATS_FILES = ("memory.peak", "memory.events", "cpu.stat")
 
 V2_STATS_FILES = (
     "memory.current",

@@ -37,3 +37,17 @@ def remove_if_unused(path: str) -> None:
     except CgroupError as exc:
         if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
             raise
+
+
+def try_remove_all(paths: tuple[str, ...]) -> bool:
+    """The common end of a container: its processes are gone, so each directory goes
+    with one rmdir. True if all went; False (some left) if any is still busy or has
+    child cgroups, and the caller must kill and wait first."""
+    done = True
+    for path in paths:
+        try:
+            _fs.rmdir(path)
+        except CgroupError as exc:
+            if exc.errno != errno.ENOENT:
+                done = False
+    return done

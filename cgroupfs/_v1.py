@@ -10,8 +10,14 @@ from . import _fs
 from ._errors import CgroupError
 from ._limits import Limits, v1_limit_files
 from ._procs import kill_pids, parse_procs, wait_until
-from ._stats import V1_LIVE_STATS_FILES, V1_STATS_FILES, Stats, parse_v1_stats
-from ._teardown import remove_cgroup_dir, remove_if_unused
+from ._stats import (
+    V1_FINAL_STATS_FILES,
+    V1_LIVE_STATS_FILES,
+    V1_STATS_FILES,
+    Stats,
+    parse_v1_stats,
+)
+from ._teardown import remove_cgroup_dir, remove_if_unused, try_remove_all
 
 _FREEZE_TIMEOUT = 1.0
 
@@ -83,11 +89,13 @@ class V1Cgroup:
             found.update(parse_procs(_fs.read_optional(procs)))
         return sorted(found)
 
-    def stats(self, live: bool = False) -> Stats:
-        """A sample of every figure; live=True reads only what a live view shows."""
+    def stats(self, live: bool = False, final: bool = False) -> Stats:
+        """A sample of every figure; live=True reads only what a live view shows,
+        final=True only what a finished container's result needs."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        for filename in V1_LIVE_STATS_FILES if live else V1_STATS_FILES:
+        chosen = V1_LIVE_STATS_FILES if live else V1_FINAL_STATS_FILES if final else V1_STATS_FILES
+        for filename in chosen:
             directory = self._dirs.get(filename.split(".", 1)[0])
             if directory is None:
                 continue
@@ -129,6 +137,9 @@ class V1Cgroup:
         wait_until(all_killed, _FREEZE_TIMEOUT)
 
     def destroy(self, timeout: float = 5.0) -> None:
+        if try_remove_all(self.paths):  # empty already: nothing to kill or wait for
+            self._remove_parent()
+            return
         deadline = time.monotonic() + timeout
         if self.pids():
             self.kill()
@@ -145,6 +156,9 @@ class V1Cgroup:
                 errors.append(exc)
         if errors:
             raise errors[0]
+        self._remove_parent()
+
+    def _remove_parent(self) -> None:
         if self._owns_parent:
             for path in self.paths:
                 remove_if_unused(os.path.dirname(path))

@@ -11,8 +11,15 @@ from ._errors import CgroupError
 from ._layout import Layout
 from ._limits import Limits, v2_limit_files
 from ._procs import kill_pids, parse_procs, wait_until
-from ._stats import V2_LIVE_STATS_FILES, V2_STATS_FILES, Stats, parse_flat_keyed, parse_v2_stats
-from ._teardown import remove_cgroup_dir, remove_if_unused
+from ._stats import (
+    V2_FINAL_STATS_FILES,
+    V2_LIVE_STATS_FILES,
+    V2_STATS_FILES,
+    Stats,
+    parse_flat_keyed,
+    parse_v2_stats,
+)
+from ._teardown import remove_cgroup_dir, remove_if_unused, try_remove_all
 
 _FREEZE_TIMEOUT = 1.0
 WANTED_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
@@ -57,11 +64,13 @@ class V2Cgroup:
                 return populated == 1
         return bool(self.pids())
 
-    def stats(self, live: bool = False) -> Stats:
-        """A sample of every figure; live=True reads only what a live view shows."""
+    def stats(self, live: bool = False, final: bool = False) -> Stats:
+        """A sample of every figure; live=True reads only what a live view shows,
+        final=True only what a finished container's result needs."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        for filename in V2_LIVE_STATS_FILES if live else V2_STATS_FILES:
+        chosen = V2_LIVE_STATS_FILES if live else V2_FINAL_STATS_FILES if final else V2_STATS_FILES
+        for filename in chosen:
             text = _fs.read_optional(f"{self.path}/{filename}")
             if text is not None:
                 files[filename] = text
@@ -96,6 +105,9 @@ class V2Cgroup:
                 _fs.write_text(freeze, "0")
 
     def destroy(self, timeout: float = 5.0) -> None:
+        if try_remove_all((self.path,)):  # empty already: nothing to kill or wait for
+            self._remove_parent()
+            return
         deadline = time.monotonic() + timeout
         if self._populated():
             self.kill()
@@ -105,6 +117,9 @@ class V2Cgroup:
                 path=self.path,
             )
         remove_cgroup_dir(self.path, deadline)
+        self._remove_parent()
+
+    def _remove_parent(self) -> None:
         if self._owns_parent:
             remove_if_unused(os.path.dirname(self.path))
 

@@ -37,6 +37,8 @@ def test_public_names_are_pinned() -> None:
             "create_cgroup",
             "open_cgroup",
             "cgroup_at",
+            "remove_unused_parents",
+            "v1_controllers_for",
         ]
     )
     for name in cgroupfs.__all__:
@@ -294,3 +296,13 @@ def test_no_cgroup_mount_is_an_error() -> None:
 def test_rebased_layout() -> None:
     layout = cgroupfs.detect_layout(text("mountinfo.v1"), text("proc_cgroup.v1")).rebased("/tmp/x")
     assert layout.v1_mounts["memory"] == "/tmp/x/memory"
+
+
+def test_v1_controllers_for_limits() -> None:
+    assert cgroupfs.v1_controllers_for(None) == ("memory", "cpuacct", "pids")
+    assert cgroupfs.v1_controllers_for(Limits(memory_bytes=1 << 30)) == (
+        "memory", "cpuacct", "pids")
+    assert cgroupfs.v1_controllers_for(Limits(cpu_quota_us=50000, cpuset_cpus="0")) == (
+        "memory", "cpu", "cpuacct", "cpuset", "pids")
+    assert "cpu" in cgroupfs.v1_controllers_for(Limits(cpu_shares=512))
+    assert "freezer" not in cgroupfs.v1_controllers_for(Limits(cpu_shares=512, cpuset_mems="0"))
