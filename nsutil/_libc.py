@@ -34,8 +34,20 @@ MS_PRIVATE = 1 << 18
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x00000001
+_SYS_MOUNT_SETATTR = 442  # one number on every architecture (added in 5.12)
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_CLOSE_RANGE = 436  # x86_64 and aarch64 share this number
@@ -52,6 +64,24 @@ _libc.prctl.argtypes = [
     ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
 ]
 _libc.syscall.restype = ctypes.c_long
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+_libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+_libc.capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
 
 
 def _check(result: int, what: str) -> None:
@@ -100,6 +130,84 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def close_range_cloexec(first: int) -> bool:
     """Mark every fd >= first close-on-exec in one syscall; False if the kernel lacks it."""
+    return close_range(first, CLOSE_RANGE_CLOEXEC)
+
+
+def close_range(first: int, flags: int = 0) -> bool:
+    """close_range(first, ~0, flags): close (or with CLOSE_RANGE_CLOEXEC mark) every fd
+    >= first in one syscall; False if the kernel lacks it."""
     result = _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
-                           ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+                           ctypes.c_uint(flags))
     return int(result) == 0
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks, bit N = capability N)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) capability masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    lo, hi = data[0], data[1]
+    return (lo.effective | hi.effective << 32, lo.permitted | hi.permitted << 32,
+            lo.inheritable | hi.inheritable << 32)
+
+
+_bounding: int | None = None
+
+
+def bounding_set() -> int:
+    """This process's capability bounding set as a mask, read once per process image
+    (a forked child inherits the answer with the set itself)."""
+    global _bounding
+    if _bounding is None:
+        mask, number = 0, 0
+        while True:
+            result = _libc.prctl(PR_CAPBSET_READ, number, 0, 0, 0)
+            if result < 0:  # EINVAL: past the last capability this kernel knows
+                break
+            mask |= result << number
+            number += 1
+        _bounding = mask
+    return _bounding
+
+
+def drop_bounding(keep: int) -> None:
+    """Drop every capability not in keep from the bounding set (one prctl each)."""
+    global _bounding
+    current = bounding_set()
+    prctl_ = _libc.prctl
+    number, extra = 0, current & ~keep
+    while extra:
+        if extra & 1 and prctl_(PR_CAPBSET_DROP, number, 0, 0, 0) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"dropping capability {number}: {os.strerror(err)}")
+        extra >>= 1
+        number += 1
+    _bounding = current & keep
+
+
+def mount_setattr_rdonly(path: str, recursive: bool = True) -> None:
+    """Make the mount at path (and, recursively, every mount below it) read-only."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    result = _libc.syscall(
+        _SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(),
+        ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(int(result), f"mount_setattr {path}")
+
+
+def set_name(name: str) -> None:
+    """This thread's name (comm, at most 15 bytes): what ps and top show."""
+    buffer = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(buffer), 0, 0, 0), "prctl")

@@ -7,11 +7,13 @@ of a jobs file go through the same translation.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import cgroupfs
+from nsutil import _caps
 
 from ._env import build_environment, default_environment, parse_env_assignment, parse_env_file
 from ._errors import UsageError
@@ -57,6 +59,11 @@ class RunOptions:
     net: Literal["none", "host"] = "none"
     timeout: str | None = None
     stop_timeout: str | None = None
+    privileged: bool = False
+    cap_add: Sequence[str] = field(default_factory=tuple)
+    cap_drop: Sequence[str] = field(default_factory=tuple)
+    user: str | None = None
+    init: bool = False
 
 
 def _flagged(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
@@ -100,8 +107,96 @@ def parse_limits(opts: RunOptions, host: HostFacts) -> cgroupfs.Limits:
     )
 
 
+def parse_capabilities(flag: str, names: Sequence[str]) -> tuple[str, ...]:
+    """--cap-add/--cap-drop values -> canonical names (NET_ADMIN, ALL); a comma-separated
+    list in one value is accepted too."""
+    found: list[str] = []
+    for value in names:
+        for name in value.split(","):
+            try:
+                canonical = _caps.normalize(name)
+            except ValueError:
+                bare = name.strip().upper().removeprefix("CAP_")
+                close = difflib.get_close_matches(bare, [*_caps.CAPABILITIES, _caps.ALL], 1)
+                hint = f" (did you mean {close[0]}?)" if close else " (see capabilities(7))"
+                raise UsageError(f"{flag} {name}: unknown capability{hint}") from None
+            if canonical not in found:
+                found.append(canonical)
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    home: str | None  # from the host's /etc/passwd, if the user is there
+
+
+def parse_user(text: str, read_file: Callable[[str], str]) -> User:
+    """-u/--user: UID, UID:GID, NAME or NAME:GROUP (names from the host's /etc/passwd and
+    /etc/group: the container sees the host's files). A UID alone takes its passwd
+    entry's group, else group 0, as docker does."""
+    flag = "-u/--user"
+    if not text:
+        raise UsageError(f"{flag}: give a user: UID[:GID] or NAME[:GROUP]")
+    user_part, sep, group_part = text.partition(":")
+    if sep and not group_part:
+        raise UsageError(f"{flag} {text}: the group after ':' is empty")
+    passwd = _table(read_file, "/etc/passwd", flag, needed=not _is_id(user_part))
+    entry = None
+    if _is_id(user_part):
+        uid = _id(user_part, flag, text)
+        entry = next((e for e in passwd if e[2] == user_part), None)
+    else:
+        entry = next((e for e in passwd if e[0] == user_part), None)
+        if entry is None:
+            raise UsageError(f"{flag} {text}: no user {user_part!r} in /etc/passwd")
+        uid = _id(entry[2], flag, text)
+    if group_part:
+        if _is_id(group_part):
+            gid = _id(group_part, flag, text)
+        else:
+            groups = _table(read_file, "/etc/group", flag, needed=True)
+            group = next((g for g in groups if g[0] == group_part), None)
+            if group is None:
+                raise UsageError(f"{flag} {text}: no group {group_part!r} in /etc/group")
+            gid = _id(group[2], flag, text)
+    else:
+        gid = _id(entry[3], flag, text) if entry is not None else 0
+    home = entry[5] if entry is not None else None
+    return User(uid, gid, home or None)
+
+
+def _is_id(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _id(text: str, flag: str, given: str) -> int:
+    if not _is_id(text) or int(text) >= 0xFFFFFFFF:
+        raise UsageError(f"{flag} {given}: ids are 0 to 4294967294")
+    return int(text)
+
+
+def _table(read_file: Callable[[str], str], path: str, flag: str, *, needed: bool
+           ) -> list[list[str]]:
+    """The colon-separated lines of /etc/passwd or /etc/group ([] if absent and not needed)."""
+    try:
+        text = read_file(path)
+    except OSError as exc:
+        if not needed:
+            return []
+        raise UsageError(f"{flag}: reading {path}: {exc.strerror}") from exc
+    rows = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= (7 if path.endswith("passwd") else 3) and not line.startswith("#"):
+            rows.append(fields)
+    return rows
+
+
 def parse_environment(
     opts: RunOptions, host: HostFacts, hostname: str, read_file: Callable[[str], str],
+    home: str | None = None,
 ) -> dict[str, str]:
     assignments: list[tuple[str, str]] = []
     for path in opts.env_files:
@@ -114,7 +209,10 @@ def parse_environment(
         pair = parse_env_assignment(item, host.environ)
         if pair is not None:
             assignments.append(pair)
-    return build_environment(default_environment(opts.tty, hostname), assignments)
+    base = default_environment(opts.tty, hostname)
+    if home is not None:
+        base["HOME"] = home
+    return build_environment(base, assignments)
 
 
 def build_spec(
@@ -129,16 +227,21 @@ def build_spec(
             f"--name {opts.name!r}: use letters, digits and _ . - "
             "(starting with a letter or digit)")
     hostname = opts.hostname if opts.hostname is not None else (opts.name or default_hostname)
-    if not hostname or len(hostname.encode()) > 64 or "\0" in hostname:
-        raise UsageError(f"--hostname {hostname!r}: 1 to 64 bytes")
+    if not _valid_hostname(hostname):
+        raise UsageError(f"--hostname {hostname!r}: 1 to 64 letters, digits, '-' and '.'")
     if opts.workdir is not None and not opts.workdir.startswith("/"):
         raise UsageError(f"-w {opts.workdir}: the working directory must be an absolute path")
     timeout = _flagged("--timeout", parse_duration, opts.timeout)
     stop_timeout = _flagged("--stop-timeout", parse_duration, opts.stop_timeout)
+    cap_add = parse_capabilities("--cap-add", opts.cap_add)
+    cap_drop = parse_capabilities("--cap-drop", opts.cap_drop)
+    user = parse_user(opts.user, read_file) if opts.user is not None else None
+    # docker: HOME is the user's home from passwd, "/" for a user not in it
+    home = None if user is None else (user.home or "/")
     return ContainerSpec(
         argv=list(argv),
         name=opts.name,
-        env=parse_environment(opts, host, hostname, read_file),
+        env=parse_environment(opts, host, hostname, read_file, home),
         workdir=opts.workdir,
         hostname=hostname,
         limits=parse_limits(opts, host),
@@ -146,7 +249,18 @@ def build_spec(
         tty=opts.tty,
         timeout=timeout,
         stop_timeout=DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+        privileged=opts.privileged,
+        cap_add=cap_add,
+        cap_drop=cap_drop,
+        user=(user.uid, user.gid) if user is not None else None,
+        init=opts.init,
     )
+
+
+def _valid_hostname(hostname: str) -> bool:
+    """RFC 1123 characters (and '_', which real hosts use), at most 64 (the kernel's)."""
+    return (0 < len(hostname) <= 64
+            and all(c.isascii() and (c.isalnum() or c in "-._") for c in hostname))
 
 
 def _valid_name(name: str) -> bool:

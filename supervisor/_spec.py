@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cgroupfs
+from nsutil import _caps
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -16,7 +17,14 @@ NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
 @dataclass(frozen=True)
 class ContainerSpec:
     """One container. stdin/stdout/stderr are fds to hand over (None: inherit ours;
-    DEVNULL: /dev/null); with tty=True, pass the pty's slave as all three."""
+    DEVNULL: /dev/null); with tty=True, pass the pty's slave as all three.
+
+    Containment, as docker: docker's default capabilities, adjusted by cap_add and
+    cap_drop (names like "NET_ADMIN" or "CAP_NET_ADMIN", or "ALL"), no_new_privs, /sys
+    read-only and /proc partly masked; privileged=True keeps every capability and
+    leaves /sys and /proc alone. user=(uid, gid) runs the command as that user with
+    no supplementary groups. init=True keeps a minimal PID 1 that reaps orphans and
+    forwards signals to the command (docker's --init)."""
 
     argv: Sequence[str]
     name: str | None = None
@@ -32,10 +40,25 @@ class ContainerSpec:
     timeout: float | None = None
     stop_timeout: float = 10.0
     line: int | None = None
+    privileged: bool = False
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    user: tuple[int, int] | None = None
+    init: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:
             raise ValueError("a container needs a command")
+        for name in (*self.cap_add, *self.cap_drop):
+            _caps.normalize(name)  # ValueError for an unknown capability
+        if self.user is not None and not all(0 <= i < 0xFFFFFFFF for i in self.user):
+            raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
+
+    def capabilities(self) -> list[int] | None:
+        """The capability numbers the command keeps; None: all (privileged)."""
+        if self.privileged:
+            return None
+        return _caps.effective_set(self.cap_add, self.cap_drop)
 
     def namespaces(self) -> list[str]:
         return [ns for ns in NAMESPACES if not (ns == "net" and self.network == "host")]
@@ -55,4 +78,9 @@ class ContainerSpec:
             "loopback_request": loopback_request.hex() if loopback_request else None,
             "tty": self.tty,
             "stdio": list(stdio),
+            "capabilities": self.capabilities(),
+            "no_new_privs": not self.privileged,
+            "harden_mounts": not self.privileged,
+            "user": list(self.user) if self.user is not None else None,
+            "init": self.init,
         }

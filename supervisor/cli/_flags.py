@@ -56,11 +56,23 @@ limit_options = _options(
                  help="Stop the container after this long (30s, 1m30s)."),
     click.option("--stop-timeout", metavar="DURATION",
                  help="Grace between SIGTERM and SIGKILL when stopping (default 10s)."),
+    click.option("--privileged", is_flag=True,
+                 help="Keep every capability; /sys and /proc unrestricted; no no_new_privs."),
+    click.option("--cap-add", multiple=True, metavar="CAP",
+                 help="Add a capability (NET_ADMIN, CAP_NET_ADMIN or ALL). Repeatable."),
+    click.option("--cap-drop", multiple=True, metavar="CAP",
+                 help="Drop a capability (ALL: every one). Repeatable."),
+    click.option("-u", "--user", metavar="UID[:GID]",
+                 help="Run as this user (or NAME[:GROUP] from the host's /etc/passwd); "
+                      "no supplementary groups."),
+    click.option("--init", is_flag=True,
+                 help="PID 1 is a minimal init: reaps orphans, forwards signals."),
 )
 
 RUN_FIELDS = ("tty", "interactive", "memory", "memory_swap", "cpus", "cpu_shares",
               "cpuset_cpus", "cpuset_mems", "pids_limit", "name", "hostname", "env",
-              "env_file", "workdir", "net", "timeout", "stop_timeout")
+              "env_file", "workdir", "net", "timeout", "stop_timeout", "privileged",
+              "cap_add", "cap_drop", "user", "init")
 
 
 def run_fields(params: Mapping[str, Any], only_given: Callable[[str], bool] | None = None

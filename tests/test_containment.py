@@ -1,0 +1,581 @@
+"""Containment: what a container's command may not do, and the flags that change it.
+
+By default the command runs with docker's capability set and no_new_privs, /sys
+read-only and /proc masked as docker does; --privileged, --cap-add/--cap-drop,
+-u/--user and --init adjust it. Real containers, as root.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from nsutil import _caps, _proto, spawner_command
+from supervisor import ContainerSpec, Supervisor
+from supervisor._errors import UsageError
+from supervisor._options import parse_capabilities, parse_user
+
+from .containers import PYTHON, run_capture, supervise
+
+DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
+
+
+def _status(text: str) -> dict[str, str]:
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def _own_caps(field: str) -> int:
+    return int(_status(Path("/proc/self/status").read_text())[field], 16)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+async def _json_of(sup: Supervisor, script: str, python: str = PYTHON, **spec: Any) -> Any:
+    result, out, err = await run_capture(sup, [python, "-c", script], **spec)
+    assert result.exit_code == 0, (result, err)
+    return json.loads(out)
+
+
+# -- pure: option parsing and the capability arithmetic ----------------------------
+
+def test_capability_names_and_docker_arithmetic() -> None:
+    assert parse_capabilities("--cap-add", ["net_admin", "CAP_SYS_TIME", "NET_ADMIN"]) == (
+        "NET_ADMIN", "SYS_TIME")
+    assert parse_capabilities("--cap-drop", ["all"]) == ("ALL",)
+    assert parse_capabilities("--cap-add", ["chown,kill"]) == ("CHOWN", "KILL")
+    with pytest.raises(UsageError, match=r"^--cap-add NET_ADMN: unknown capability "
+                                         r"\(did you mean NET_ADMIN\?\)"):
+        parse_capabilities("--cap-add", ["NET_ADMN"])
+    with pytest.raises(UsageError, match=r"^--cap-drop frob: unknown capability"):
+        parse_capabilities("--cap-drop", ["frob"])
+    default = _caps.effective_set()
+    assert _caps.mask(default) == DOCKER_MASK == 0xA80425FB  # what docker shows as CapEff
+    assert _caps.effective_set(cap_drop=["NET_RAW"]) == [
+        n for n in default if n != _caps.CAP_NUMBER["NET_RAW"]]
+    assert _caps.effective_set(["SYS_ADMIN"]) == sorted([*default, 21])
+    assert _caps.effective_set(["NET_RAW"], ["ALL"]) == [13]
+    assert _caps.effective_set(["ALL"], ["SYS_ADMIN"]) == [
+        n for n in range(len(_caps.CAPABILITIES)) if n != 21]
+    with pytest.raises(ValueError, match="unknown capability"):
+        ContainerSpec(["true"], cap_add=["NOPE"])
+
+
+PASSWD = """root:x:0:0:root:/root:/bin/bash
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+alice:x:1000:1001:Alice:/home/alice:/bin/sh
+"""
+GROUP = "root:x:0:\nnogroup:x:65534:\nstaff:x:50:alice\n"
+
+
+def _files(path: str) -> str:
+    if path == "/etc/passwd":
+        return PASSWD
+    if path == "/etc/group":
+        return GROUP
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+
+@pytest.mark.parametrize(("text", "uid", "gid", "home"), [
+    ("65534:65534", 65534, 65534, "/nonexistent"),
+    ("1000", 1000, 1001, "/home/alice"),          # a known uid takes its passwd group
+    ("4242", 4242, 0, None),                       # an unknown one group 0, as docker
+    ("alice", 1000, 1001, "/home/alice"),
+    ("alice:staff", 1000, 50, "/home/alice"),
+    ("nobody:7", 65534, 7, "/nonexistent"),
+])
+def test_parse_user(text: str, uid: int, gid: int, home: str | None) -> None:
+    user = parse_user(text, _files)
+    assert (user.uid, user.gid, user.home) == (uid, gid, home)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "give a user"),
+    ("bob", "no user 'bob' in /etc/passwd"),
+    ("alice:wheel", "no group 'wheel' in /etc/group"),
+    ("1000:", "the group after ':' is empty"),
+    ("4294967295", "ids are 0 to 4294967294"),
+    ("-1", "no user '-1'"),
+])
+def test_parse_user_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=f"^-u/--user.*{message}"):
+        parse_user(text, _files)
+
+
+# -- real containers ---------------------------------------------------------------
+
+CAPS_SCRIPT = """
+import json
+fields = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines())
+print(json.dumps({k: fields[k].strip() for k in
+      ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs')}))
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_default_capabilities_are_dockers_with_no_new_privs() -> None:
+    async with Supervisor() as sup:
+        got = await _json_of(sup, CAPS_SCRIPT)
+    expected = DOCKER_MASK & _own_caps("CapBnd")
+    assert int(got["CapEff"], 16) == expected
+    assert int(got["CapPrm"], 16) == expected
+    assert int(got["CapBnd"], 16) == expected
+    assert int(got["CapInh"], 16) == int(got["CapAmb"], 16) == 0
+    assert got["NoNewPrivs"] == "1"
+
+
+ESCAPES_SCRIPT = """
+import ctypes, errno, json, os, platform
+libc = ctypes.CDLL(None, use_errno=True)
+def err(result):
+    return errno.errorcode.get(ctypes.get_errno(), '?') if result < 0 else 'ok'
+out = {}
+out['mount'] = err(libc.mount(b'none', b'/mnt', b'tmpfs', 0, None))
+out['sethostname'] = err(libc.sethostname(b'escaped', 7))
+out['unshare_net'] = err(libc.unshare(0x40000000))
+out['unshare_mnt'] = err(libc.unshare(0x00020000))
+x86 = platform.machine() == 'x86_64'
+libc.syscall.restype = ctypes.c_long
+out['init_module'] = err(libc.syscall(175 if x86 else 105, ctypes.c_char_p(b''),
+                                      ctypes.c_ulong(0), ctypes.c_char_p(b'')))
+# settimeofday(NULL, NULL) checks CAP_SYS_TIME and, allowed, changes nothing (the raw
+# syscall: glibc's wrapper dereferences the NULL).
+out['settimeofday'] = err(libc.syscall(164 if x86 else 170, None, None))
+print(json.dumps(out))
+"""
+
+
+def _host_init_module_errno() -> int:
+    """init_module with an empty image, here (root, every capability): harmless."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    nr = 175 if platform.machine() == "x86_64" else 105
+    if libc.syscall(nr, ctypes.c_char_p(b""), ctypes.c_ulong(0), ctypes.c_char_p(b"")) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_escapes_fail_with_eperm() -> None:
+    before = socket.gethostname()
+    async with Supervisor() as sup:
+        got = await _json_of(sup, ESCAPES_SCRIPT)
+        _, out, err = await run_capture(
+            sup, ["sh", "-c", "mount -t tmpfs none /mnt; echo $?; hostname x; echo $?; "
+                  "unshare -n true; echo $?"])
+    assert platform.machine() in ("x86_64", "aarch64")
+    # A kernel built without modules has no init_module at all (ENOSYS, for root on
+    # the host too); CapBnd without SYS_MODULE is checked above either way.
+    modules = _host_init_module_errno() != errno.ENOSYS
+    assert got == {k: "EPERM" for k in ("mount", "sethostname", "unshare_net", "unshare_mnt",
+                                        "settimeofday")} | {
+        "init_module": "EPERM" if modules else "ENOSYS"}, got
+    assert out.split() == ["32", "1", "1"], (out, err)  # mount(8) says 32 for "mount failure"
+    assert socket.gethostname() == before
+
+
+CGROUP_WRITES = """
+import errno, json, os, sys
+dirs = json.loads(sys.stdin.read())
+def attempt(path, data=b'0'):
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    try:
+        os.write(fd, data)
+        return 'ok'
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    finally:
+        os.close(fd)
+own = {}
+for d in dirs:
+    for name in os.listdir(d):
+        path = os.path.join(d, name)
+        if os.path.isfile(path):
+            own[path] = attempt(path, b'max' if name.endswith('.max') else b'0')
+moves = {}
+for d in dirs:
+    parent = os.path.dirname(d)  # <own>/supervise: another cgroup
+    moves[parent] = attempt(os.path.join(parent, 'cgroup.procs'), str(os.getpid()).encode())
+print(json.dumps({'own': own, 'moves': moves}))
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_cgroup_files_are_read_only_inside() -> None:
+    """The container's own cgroup files, and joining another cgroup: all refused.
+    /sys is read-only inside, so the errno is EROFS (not EPERM: root keeps
+    DAC_OVERRIDE, as in docker, and it is the read-only mount that stops it)."""
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    async with Supervisor() as sup:
+        try:
+            container = await sup.start(ContainerSpec(
+                [PYTHON, "-c", CGROUP_WRITES], stdin=in_r, stdout=out_w))
+        finally:
+            os.close(in_r)
+            os.close(out_w)
+        os.write(in_w, json.dumps(list(container.cgroup.paths)).encode())
+        os.close(in_w)
+        result = await container.wait()
+        with os.fdopen(out_r) as f:
+            got = json.loads(f.read())
+        limits_after = {p: Path(p, "cgroup.procs").exists() for p in container.cgroup.paths}
+    assert result.exit_code == 0
+    assert got["own"] and set(got["own"].values()) == {"EROFS"}, got["own"]
+    assert got["moves"] and set(got["moves"].values()) == {"EROFS"}, got["moves"]
+    assert limits_after  # the cgroups existed while it ran
+
+
+PROC_SCRIPT = """
+import errno, json, os
+def write(path):
+    # Opening for writing is what a read-only mount refuses; never write here, even
+    # if it opens (a privileged run shares the host's sysrq-trigger and /sys).
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        return 'ok'
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+def read(path):
+    try:
+        with open(path, 'rb') as f:
+            return len(f.read())
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+print(json.dumps({
+    'hostname': write('/proc/sys/kernel/hostname'),
+    'sysrq': write('/proc/sysrq-trigger') if os.path.exists('/proc/sysrq-trigger') else None,
+    'sys_kernel': write(next(p for p in ('/sys/kernel/uevent_seqnum', '/sys/kernel/profiling',
+                                         '/sys/power/state') if os.path.exists(p))),
+    'masked': {p: read(p) for p in ('/proc/kcore', '/proc/keys', '/proc/timer_list',
+                                    '/proc/sched_debug', '/proc/latency_stats')
+               if os.path.exists(p)},
+    'acpi': os.listdir('/proc/acpi') if os.path.isdir('/proc/acpi') else None,
+    'firmware': os.listdir('/sys/firmware') if os.path.isdir('/sys/firmware') else None,
+}))
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_proc_and_sys_are_masked_and_read_only() -> None:
+    async with Supervisor() as sup:
+        got = await _json_of(sup, PROC_SCRIPT)
+        privileged = await _json_of(sup, PROC_SCRIPT, privileged=True)
+    assert got["hostname"] == "EROFS"
+    assert got["sysrq"] in (None, "EROFS")
+    assert got["sys_kernel"] == "EROFS"
+    # Masked files read as empty (/dev/null over them); the host's are not all empty.
+    assert got["masked"] and set(got["masked"].values()) == {0}, got["masked"]
+    assert any(n for n in privileged["masked"].values()), privileged["masked"]
+    assert got["acpi"] in (None, []) and got["firmware"] in (None, [])
+    if os.listdir("/sys/firmware"):
+        assert privileged["firmware"]
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -> None:
+    target = tmp_path / "mnt"
+    target.mkdir()
+    mount = ["sh", "-c", f"mount -t tmpfs none {target} && echo mounted"]
+    async with Supervisor() as sup:
+        got = await _json_of(sup, CAPS_SCRIPT, privileged=True)
+        priv, out, err = await run_capture(sup, mount, privileged=True)
+        added, added_out, added_err = await run_capture(sup, mount, cap_add=["CAP_SYS_ADMIN"])
+        plain, _, _ = await run_capture(sup, mount)
+    assert int(got["CapEff"], 16) == _own_caps("CapEff")
+    assert int(got["CapBnd"], 16) == _own_caps("CapBnd")
+    assert got["NoNewPrivs"] == "0"
+    assert (priv.exit_code, out) == (0, "mounted\n"), err
+    assert (added.exit_code, added_out) == (0, "mounted\n"), added_err
+    assert plain.exit_code != 0
+    assert str(target) not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_cap_drop_and_cap_add() -> None:
+    net_raw = 1 << _caps.CAP_NUMBER["NET_RAW"]
+    sys_time = 1 << _caps.CAP_NUMBER["SYS_TIME"]
+    async with Supervisor() as sup:
+        dropped = await _json_of(sup, CAPS_SCRIPT, cap_drop=["NET_RAW"])
+        added = await _json_of(sup, CAPS_SCRIPT, cap_add=["sys_time"])
+        only = await _json_of(sup, CAPS_SCRIPT, cap_drop=["ALL"], cap_add=["CHOWN"])
+        every = await _json_of(sup, CAPS_SCRIPT, cap_add=["ALL"], cap_drop=["SYS_ADMIN"])
+    assert int(dropped["CapEff"], 16) == DOCKER_MASK & ~net_raw
+    assert int(dropped["CapBnd"], 16) == DOCKER_MASK & ~net_raw
+    assert int(added["CapEff"], 16) == DOCKER_MASK | sys_time
+    assert int(only["CapEff"], 16) == int(only["CapBnd"], 16) == 1
+    # ALL is every capability this host grants (here, maybe fewer than the kernel knows)
+    sys_admin = 1 << _caps.CAP_NUMBER["SYS_ADMIN"]
+    assert int(every["CapEff"], 16) == _own_caps("CapEff") & ~sys_admin
+    assert every["NoNewPrivs"] == "1"
+
+
+def test_user_runs_the_command_unprivileged() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    script = ("id -u; id -g; id -G; grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; "
+              "echo $HOME; mount -t tmpfs none /mnt 2>/dev/null; echo $?")
+    done = supervise("run", "-u", "65534:65534", "--", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[:3] == ["65534", "65534", "65534"]  # no supplementary groups
+    caps = dict(line.split(":\t") for line in lines[3:6])
+    assert int(caps["CapEff"], 16) == int(caps["CapPrm"], 16) == 0
+    assert int(caps["CapBnd"], 16) == DOCKER_MASK
+    home = next((line.split(":")[5] for line in Path("/etc/passwd").read_text().splitlines()
+                 if line.split(":")[2:3] == ["65534"]), "/")
+    assert lines[6] == home  # docker's: the passwd entry's home, "/" without one
+    assert lines[7] == "32"
+    # By name, from the host's /etc/passwd; and with SETUID/SETGID dropped it still switches.
+    named = supervise("run", "-u", "nobody", "--cap-drop", "SETUID", "--cap-drop", "SETGID",
+                      "--", "sh", "-c", "id -un; id -G")
+    nobody = next(line for line in Path("/etc/passwd").read_text().splitlines()
+                  if line.startswith("nobody:"))
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.split() == ["nobody", nobody.split(":")[3]]
+
+
+def test_bad_containment_flags_are_usage_errors() -> None:
+    for args, message in [
+        (["--cap-add", "FROB"], "supervise: --cap-add FROB: unknown capability"),
+        (["--cap-drop", "net_rwa"], "did you mean NET_RAW?"),
+        (["-u", "no-such-user-xyz"], "-u/--user no-such-user-xyz: no user"),
+    ]:
+        done = supervise("run", *args, "--", "true")
+        assert done.returncode == 125 and message in done.stderr, (args, done.stderr)
+
+
+def test_containment_flags_as_batch_defaults_and_on_jobs_lines(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(
+        "--name a -- sh -c 'id -u; grep CapEff /proc/self/status'\n"
+        "--name b -u 0 --cap-add SYS_TIME -- sh -c 'id -u; grep CapEff /proc/self/status'\n"
+        "--name c --privileged --init -- sh -c 'ps -o comm= -p 1; grep NoNewPrivs "
+        "/proc/self/status'\n")
+    logs = tmp_path / "logs"
+    done = supervise("batch", str(jobs), "--no-live", "--logs", str(logs), "-u", "65534")
+    assert done.returncode == 0, done.stderr
+    a = (logs / "a.out").read_text().split()
+    b = (logs / "b.out").read_text().split()
+    c = (logs / "c.out").read_text().split()
+    assert a == ["65534", "CapEff:", "0000000000000000"]
+    assert b == ["0", "CapEff:", f"{DOCKER_MASK | 1 << 25:016x}"]
+    assert c == ["supervise-init", "NoNewPrivs:", "0"]
+
+
+FD_SCRIPT = """
+import json, os
+# listdir holds the directory open while it reads: that fd is the lowest free one.
+fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))
+init = sorted(int(fd) for fd in os.listdir('/proc/1/fd')) if os.getpid() != 1 else None
+print(json.dumps({'fds': fds, 'init': init}))
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_the_command_holds_only_stdio() -> None:
+    async with Supervisor() as sup:
+        plain = await _json_of(sup, FD_SCRIPT)
+        init = await _json_of(sup, FD_SCRIPT, init=True)
+        # (the venv's interpreter lives under /root, which nobody may not enter)
+        user = await _json_of(sup, FD_SCRIPT, user=(65534, 65534), python=SYSTEM_PYTHON)
+    # 0, 1, 2 and, as fd 3, the listing's own directory fd.
+    assert plain == {"fds": [0, 1, 2, 3], "init": None}
+    assert user == {"fds": [0, 1, 2, 3], "init": None}
+    # Under --init, PID 1 (the reaper) holds nothing of the spawner's either.
+    assert init == {"fds": [0, 1, 2, 3], "init": [0, 1, 2]}
+
+
+ORPHANS = """
+for i in $(seq 50); do (sleep 0.2 &) ; done
+exec %s -c '
+import os, time
+time.sleep(1.5)
+zombies = 0
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        zombies += stat[stat.rfind(")") + 2] == "Z"
+print(zombies)'
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_init_reaps_orphans() -> None:
+    """50 orphans exit after the shell exec'd a process that never waits: as PID 1
+    that process collects 50 zombies; under --init, PID 1 reaps them all."""
+    script = ORPHANS % PYTHON
+    async with Supervisor() as sup:
+        with_init, out_init, err_init = await run_capture(sup, ["sh", "-c", script], init=True)
+        without, out_plain, _ = await run_capture(sup, ["sh", "-c", script])
+    assert with_init.exit_code == 0, err_init
+    assert out_init.strip() == "0"
+    assert without.exit_code == 0
+    assert out_plain.strip() == "50"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_init_forwards_sigterm_to_the_command() -> None:
+    async with Supervisor() as sup:
+        boxed = await sup.start(ContainerSpec(["sleep", "30"], init=True))
+        with anyio.fail_after(10):
+            while not any(_comm(c) == "sleep" for c in _children(boxed.pid)):
+                await anyio.sleep(0.01)
+        assert _comm(boxed.pid) == "supervise-init"
+        boxed.signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            result = await boxed.wait()
+        assert result.exit_code == 143
+
+        # Without --init, sleep is PID 1, has no handler, and the kernel drops SIGTERM.
+        bare = await sup.start(ContainerSpec(["sleep", "30"]))
+        with anyio.fail_after(10):
+            while _comm(bare.pid) != "sleep":
+                await anyio.sleep(0.01)
+        bare.signal(signal.SIGTERM)
+        await anyio.sleep(0.5)
+        assert not bare.done
+        bare.kill()
+        assert (await bare.wait()).exit_code == 137
+
+        # stop() sees PID 1 catching SIGTERM under --init, so the grace applies: the
+        # command ends by SIGTERM, not by the SIGKILL after it.
+        graced = await sup.start(ContainerSpec(["sleep", "30"], init=True))
+        with anyio.fail_after(10):
+            while not any(_comm(c) == "sleep" for c in _children(graced.pid)):
+                await anyio.sleep(0.01)
+        await graced.stop(timeout=10)
+        assert (await graced.wait()).exit_code == 143
+
+
+@pytest.mark.anyio
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+async def test_init_still_reports_exec_failures(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    async with Supervisor() as sup:
+        missing, _, _ = await run_capture(sup, ["no-such-command-xyz"], init=True)
+        denied, _, _ = await run_capture(sup, [str(script)], init=True)
+        status, _, _ = await run_capture(sup, ["sh", "-c", "exit 7"], init=True)
+    assert missing.exit_code == 127 and "No such file" in (missing.error or ""), missing
+    assert denied.exit_code == 126 and "Permission denied" in (denied.error or ""), denied
+    assert (status.exit_code, status.status) == (7, "failed")
+
+
+def _dead(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"
+
+
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+@pytest.mark.parametrize("spec", [
+    {"user": [65534, 65534]},   # the user switch clears the parent-death signal: re-armed
+    {"init": True},
+    {"user": [65534, 65534], "init": True},
+], ids=["user", "init", "user+init"])
+def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
+    """Straight to nsutil (no supervisor to clean up after it): SIGKILL the spawner,
+    and PID 1, after its user switch or as --init's reaper, dies by its
+    parent-death signal, taking its namespace with it."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
+                               pass_fds=[theirs.fileno()])
+    theirs.close()
+    pid = None
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        init = {"argv": ["sleep", "60"], "env": {"PATH": "/usr/bin:/bin"},
+                "namespaces": ["pid", "mnt", "uts", "ipc"], "stdio": [0, 0, 0],
+                "capabilities": _caps.effective_set(), "no_new_privs": True,
+                "harden_mounts": True, **spec}
+        _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": init}, [devnull])
+        os.close(devnull)
+        decoder = _proto.Decoder()
+        decoded = None
+        while decoded is None:
+            packet, fds = _proto.recv_packet(ours)
+            decoded = decoder.feed(packet, fds)
+        message, fds = decoded
+        for fd in fds:
+            os.close(fd)
+        assert message["ev"] == "started", message
+        pid = int(message["pid"])
+        deadline = time.monotonic() + 10
+        want = "supervise-init" if spec.get("init") else "sleep"
+        while _comm(pid) != want or (spec.get("init") and not _children(pid)):
+            assert time.monotonic() < deadline, "the container did not start"
+            time.sleep(0.01)
+        if spec.get("user"):
+            command = _children(pid)[0] if spec.get("init") else pid
+            assert Path(f"/proc/{command}/status").read_text().count("65534") >= 2
+        spawner.kill()
+        spawner.wait()
+        deadline = time.monotonic() + 5
+        while not _dead(pid):
+            assert time.monotonic() < deadline, "PID 1 outlived its spawner"
+            time.sleep(0.01)
+    finally:
+        ours.close()
+        if spawner.poll() is None:
+            spawner.kill()
+            spawner.wait()
+        if pid is not None and not _dead(pid):
+            os.kill(pid, signal.SIGKILL)
