@@ -11,15 +11,44 @@
     anyio.run(main)
 """
 
-from cgroupfs import Limits, Stats
+from typing import TYPE_CHECKING, Any
 
-from ._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput, run_batch
-from ._container import Container
-from ._errors import SuperviseError, UsageError
-from ._result import Result
-from ._schedule import Admission, HaltPolicy
-from ._spec import DEVNULL, ContainerSpec
-from ._supervisor import Supervisor
+# Public name -> the module that defines it. Imported on first use (PEP 562), so
+# that `import supervisor.cli` does not pay for trio and anyio before it needs them.
+_EXPORTS = {
+    "Limits": "cgroupfs", "Stats": "cgroupfs",
+    "Batch": "._batch", "BatchJob": "._batch", "BatchOutcome": "._batch",
+    "BatchPolicy": "._batch", "JobOutput": "._batch", "run_batch": "._batch",
+    "Container": "._container",
+    "SuperviseError": "._errors", "UsageError": "._errors",
+    "Result": "._result",
+    "Admission": "._schedule", "HaltPolicy": "._schedule",
+    "DEVNULL": "._spec", "ContainerSpec": "._spec",
+    "Supervisor": "._supervisor",
+}
+
+if TYPE_CHECKING:
+    from cgroupfs import Limits, Stats
+
+    from ._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput, run_batch
+    from ._container import Container
+    from ._errors import SuperviseError, UsageError
+    from ._result import Result
+    from ._schedule import Admission, HaltPolicy
+    from ._spec import DEVNULL, ContainerSpec
+    from ._supervisor import Supervisor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEVNULL",

@@ -124,7 +124,7 @@ class Container:
             return self._result
         stats: cgroupfs.Stats | None
         try:
-            stats = self.cgroup.stats()
+            stats = self.cgroup.stats(final=True)
         except cgroupfs.CgroupError:
             stats = None
         error: str | None = None

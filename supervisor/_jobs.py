@@ -14,25 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import UsageError
+from ._errors import JobsFileError, UsageError
 from ._options import RunOptions
+
+__all__ = ["Job", "JobsFileError", "Line", "logical_lines", "merge_options", "parse_jobs",
+           "split_line"]
 
 # Options a job line may not set: they make no sense for a batch job.
 NOT_PER_JOB = frozenset({"tty", "interactive"})
-
-
-class JobsFileError(UsageError):
-    """One or more lines of a jobs file are wrong; nothing has started."""
-
-    exit_code = 2
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        super().__init__(errors[0] if len(errors) == 1 else f"{len(errors)} errors in jobs file")
-        self.errors = list(errors)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import anyio
 import nsutil
 
 from ._errors import SuperviseError
+from ._launch import launch, take_prestarted
 
 
 @dataclass
@@ -56,21 +57,11 @@ class SpawnerClient:
 
     @classmethod
     def start(cls, python: str | None = None) -> SpawnerClient:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            process = subprocess.Popen(
-                [*nsutil.spawner_command(python), str(theirs.fileno()), str(os.getpid())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                close_fds=True,
-            )
-        except OSError as exc:
-            ours.close()
-            raise SuperviseError(f"starting the spawner: {exc.strerror}") from exc
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        return cls(ours, process)
+        """A new spawner, or the one `prestart` launched earlier (once)."""
+        launched = take_prestarted()
+        if launched is None or launched[1].poll() is not None:
+            launched = launch(python)
+        return cls(*launched)
 
     @property
     def pid(self) -> int:
@@ -170,8 +161,15 @@ class SpawnerClient:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         with anyio.move_on_after(timeout):
-            while self._process.poll() is None:
-                await anyio.sleep(0.005)
+            try:
+                pidfd = os.pidfd_open(self._process.pid)
+            except ProcessLookupError:
+                pidfd = None
+            if pidfd is not None:  # readable once the process has exited
+                try:
+                    await anyio.wait_readable(pidfd)
+                finally:
+                    os.close(pidfd)
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()

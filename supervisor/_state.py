@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_STATE_DIR = "/run/supervise"
@@ -38,7 +38,9 @@ class ContainerState:
     line: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=True)
+        # A shallow dict: dataclasses.asdict would deep-copy every list, per container.
+        return json.dumps({f: getattr(self, f) for f in self.__dataclass_fields__},
+                          ensure_ascii=True)
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:

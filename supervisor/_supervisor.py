@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,11 +19,13 @@ import cgroupfs
 from . import _state
 from ._container import Container
 from ._errors import SuperviseError
+from ._ids import new_id
 from ._loopback import loopback_up_request
 from ._result import Result, iso_utc
 from ._spawner_client import SpawnerClient, SpawnerGone, Started
 from ._spec import DEVNULL, ContainerSpec
 
+_LIMIT_FIELDS = dataclasses.fields(cgroupfs.Limits)
 SPAWNER_RESTARTS = 5
 SPAWNER_RESTART_WINDOW_S = 10.0
 
@@ -97,6 +99,9 @@ class Supervisor:
                 await self._client.close()
             if self._devnull is not None:
                 os.close(self._devnull)
+            if self._cgroup_parent is None:
+                with contextlib.suppress(cgroupfs.CgroupError):
+                    cgroupfs.remove_unused_parents(self.layout)
         # The task group was entered outside the shield: leave it outside too.
         self._tg = None
         tg.cancel_scope.cancel()
@@ -138,7 +143,8 @@ class Supervisor:
     async def _prepare_loopback(self, ready: anyio.Event) -> None:
         """Encode the lo-up request once, in a thread, while the spawner starts."""
         try:
-            self._loopback = await anyio.to_thread.run_sync(loopback_up_request)
+            cache = os.path.join(self._state_dir, "cache") if self._write_state else None
+            self._loopback = await anyio.to_thread.run_sync(loopback_up_request, cache)
         except ImportError as exc:
             self._loopback_error = f"pyroute2 is needed for --net none: {exc}"
         finally:
@@ -169,7 +175,8 @@ class Supervisor:
             supervisor_pid=os.getpid(), supervisor_start_ticks=self._own_start_ticks,
             cgroup_paths=list(container.cgroup.paths), argv=list(spec.argv),
             started_at=iso_utc(container.started_at), hostname=spec.hostname or container.id,
-            limits={k: v for k, v in dataclasses.asdict(spec.limits).items() if v is not None},
+            limits={f.name: getattr(spec.limits, f.name) for f in _LIMIT_FIELDS
+                    if getattr(spec.limits, f.name) is not None},
             line=spec.line,
         )
         try:
@@ -188,7 +195,7 @@ class Supervisor:
         if self._client is None:
             raise SuperviseError(
                 self._spawner_error or "the supervisor is not running (use `async with`)")
-        cid = cid or secrets.token_hex(6)
+        cid = cid or new_id()
         name = spec.name or cid
         if name in self._names:
             raise SuperviseError(f"the name {name!r} is already in use by a running container")
@@ -212,8 +219,11 @@ class Supervisor:
                      unique_name: bool) -> Container:
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         try:
+            # The shared "supervise" parents stay for our lifetime (removed once, at
+            # the end), so each container costs one mkdir per hierarchy.
             cgroup = cgroupfs.create_cgroup(
-                cid, limits=spec.limits, parent=self._cgroup_parent, layout=self.layout)
+                cid, limits=spec.limits, parent=self._cgroup_parent, layout=self.layout,
+                remove_parent=False, v1_controllers=cgroupfs.v1_controllers_for(spec.limits))
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)

@@ -28,3 +28,9 @@ def test_nsutil_and_cgroupfs_import_nothing_of_the_supervisor_stack() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_supervisor_launches_the_spawner_as_nsutil_says() -> None:
+    from supervisor._launch import spawner_command
+
+    assert spawner_command() == nsutil.spawner_command()

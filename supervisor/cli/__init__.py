@@ -7,24 +7,48 @@ with --debug.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sys
 import traceback
+import unicodedata
 from typing import NoReturn
 
 import click
 
-from .._errors import SuperviseError
-from .._jobs import JobsFileError
-from ._batch import batch_command
-from ._ps import gc_command, kill_command, ps_command, stop_command
-from ._run import run_command
-from ._stats import stats_command
+from .._errors import JobsFileError, SuperviseError
 
 EXIT_SUPERVISE_FAILED = 125
 EXIT_BATCH_USAGE = 2
 
+# command -> (module, attribute): a command's module (and what it imports: rich,
+# psutil...) loads only when that command runs, so `supervise run` starts fast.
+COMMANDS = {
+    "run": ("._run", "run_command"),
+    "batch": ("._batch", "batch_command"),
+    "ps": ("._ps", "ps_command"),
+    "stats": ("._stats", "stats_command"),
+    "kill": ("._ps", "kill_command"),
+    "stop": ("._ps", "stop_command"),
+    "gc": ("._ps", "gc_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module_name, __name__), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show a traceback for internal errors.")
 @click.version_option(package_name="supervise", prog_name="supervise")
 @click.pass_context
@@ -33,22 +57,51 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-cli.add_command(run_command)
-cli.add_command(batch_command)
-cli.add_command(ps_command)
-cli.add_command(kill_command)
-cli.add_command(stop_command)
-cli.add_command(gc_command)
-cli.add_command(stats_command)
+def one_line(message: str) -> str:
+    """The message with control characters and line breaks shown as escapes: a user's
+    value ("-w $'a\\nb'") must not split an error over lines."""
+    return "".join(
+        repr(c)[1:-1] if c != "\t" and unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c
+        for c in message)
 
 
 def fail(message: str, code: int = EXIT_SUPERVISE_FAILED) -> NoReturn:
-    print(f"supervise: {message}", file=sys.stderr, flush=True)
+    print(f"supervise: {one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
+def _prestart_spawner(args: list[str]) -> None:
+    """For run and batch as root, launch the spawner before trio is even imported:
+    its start overlaps ours (about 15 ms of a short run's 0.2 s)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in ("run", "batch") and os.geteuid() == 0 and "--help" not in args:
+        from .._launch import prestart
+
+        with contextlib.suppress(SuperviseError):
+            prestart()
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    args = sys.argv[1:] if argv is None else argv
+    """The console script. As a process's entry (argv None) it leaves with os._exit
+    once its output is flushed: everything is cleaned up by then, and the
+    interpreter's teardown would add tens of milliseconds to every short run."""
+    if argv is not None:
+        _main(argv)
+    try:
+        _main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0)
+
+
+def _main(args: list[str]) -> NoReturn:
+    _prestart_spawner(args)
     debug = "--debug" in args[: args.index("run")] if "run" in args else "--debug" in args
     try:
         code = cli.main(args=args, prog_name="supervise", standalone_mode=False)
@@ -59,13 +112,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(0)
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
-        in_batch = ctx is not None and ctx.command.name == "batch"
+        # click's parser raises some errors ("Option '-j' requires an argument") without
+        # a ctx: then the command is the first word that is not a group option.
+        command = (ctx.command.name if ctx is not None
+                   else next((a for a in args if not a.startswith("-")), None))
+        in_batch = command == "batch"
         fail(exc.format_message(), EXIT_BATCH_USAGE if in_batch else EXIT_SUPERVISE_FAILED)
     except click.Abort:
         fail("interrupted", 130)
     except JobsFileError as exc:
         for error in exc.errors:
-            print(f"supervise: {error}", file=sys.stderr)
+            print(f"supervise: {one_line(error)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except SuperviseError as exc:
         if debug:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from .._container import Container
 from .._errors import SuperviseError
 from .._gc import gc_quietly
 from .._host import host_facts
+from .._ids import new_id
 from .._options import RunOptions, build_spec
 from .._result import Result
 from .._spec import DEVNULL, ContainerSpec
@@ -51,7 +51,7 @@ def run_command(command: tuple[str, ...], report: str | None, cgroup_parent: str
                 **flags: Any) -> None:
     """Run COMMAND in a new isolated, resource-limited container."""
     opts = RunOptions(**run_fields(flags))
-    cid = secrets.token_hex(6)
+    cid = new_id()
     spec = build_spec(list(command), opts, host_facts(), default_hostname=cid,
                       read_file=_read_text)
     if os.geteuid() != 0:
