@@ -51,6 +51,8 @@ def read_results(path: str) -> list[Result]:
     lines that are not records are skipped."""
     results: list[Result] = []
     try:
+        # Raises IsADirectoryError, PermissionError, UnicodeDecodeError (a ValueError)
+        # for what is not a results file at all: the caller says so.
         with open(path, encoding="utf-8") as f:
             for text in f:
                 text = text.strip()

@@ -122,8 +122,8 @@ async def test_a_spawner_that_keeps_dying_is_given_up() -> None:
             (spawner,) = _children_named(os.getpid(), b"nsutil.spawner")
             os.kill(spawner, signal.SIGKILL)
             with anyio.fail_after(10):
-                while not warnings or str(spawner) not in warnings[-1] and \
-                        "giving up" not in warnings[-1]:
+                while not warnings or (str(spawner) not in warnings[-1]
+                                       and "giving up" not in warnings[-1]):
                     await anyio.sleep(0.01)
         with pytest.raises(SuperviseError, match="giving up"):
             await sup.run(ContainerSpec(["true"]))

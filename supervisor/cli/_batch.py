@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shlex
 import signal
@@ -43,6 +44,7 @@ from ._flags import limit_options, parse_job_options, run_fields
 
 EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY_S = 5.0
+MIN_INTERVAL_S = 0.1
 
 
 class BatchUsageError(UsageError):
@@ -144,12 +146,18 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
     A line is [JOB OPTIONS --] COMMAND [ARG...], split like a shell would; job
     options are run's and override the defaults given here."""
     host = host_facts()
+    if not math.isfinite(retry_memory_factor):
+        raise BatchUsageError(
+            f"--retry-memory-factor {retry_memory_factor}: expected a finite number >= 1")
+    budget = _size("--memory-budget", memory_budget)
+    if budget == 0:
+        raise BatchUsageError("--memory-budget 0: no job could ever start")
     try:
         policy = BatchPolicy(
             admission=Admission(
                 max_jobs=max_jobs or host.cpu_count,
-                memory_budget=_size("--memory-budget", memory_budget)
-                or psutil.virtual_memory().available,
+                memory_budget=budget if budget is not None
+                else psutil.virtual_memory().available,
                 default_memory=_size("--default-memory", default_memory)),
             retries=retries, retry_on=parse_retry_on(retry_on),
             retry_memory_factor=retry_memory_factor, halt=parse_halt(halt))
@@ -159,6 +167,8 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
         interval_s = parse_duration(interval)
     except UsageError as exc:
         raise BatchUsageError(f"--interval: {exc}") from exc
+    if interval_s < MIN_INTERVAL_S:
+        raise BatchUsageError(f"--interval {interval}: at least {MIN_INTERVAL_S:g}s")
     if live is None:
         live = sys.stdout.isatty() and not tag
     elif live and tag:
@@ -175,7 +185,11 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
                       shown, host, policy.admission)
     skipped = 0
     if resume and results is not None:
-        done = succeeded(read_results(results))
+        try:
+            done = succeeded(read_results(results))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 JSON Lines"
+            raise BatchUsageError(f"--results {results}: {reason}") from exc
         remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
         skipped = len(jobs) - len(remaining)
         jobs = remaining

@@ -23,6 +23,7 @@ from .._view import render_text, stats_table, stats_view
 
 # --no-stream samples twice this far apart, so that CPU % has a span (docker does too).
 NO_STREAM_SPAN_S = 0.5
+MIN_INTERVAL_S = 0.1
 
 
 def _targets(refs: Sequence[str], layout: cgroupfs.Layout) -> tuple[list[Target], list[str]]:
@@ -77,6 +78,8 @@ def stats_command(containers: tuple[str, ...], no_stream: bool, interval: str) -
         every = parse_duration(interval)
     except UsageError as exc:
         raise UsageError(f"--interval: {exc}") from exc
+    if every < MIN_INTERVAL_S:
+        raise UsageError(f"--interval {interval}: at least {MIN_INTERVAL_S:g}s")
     try:
         layout = cgroupfs.detect_layout()
     except cgroupfs.CgroupError as exc:
