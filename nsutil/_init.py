@@ -88,12 +88,27 @@ def bring_loopback_up(request: bytes) -> None:
     raise OSError(errno.EPROTO, "unexpected netlink reply")
 
 
-def _reset_signals() -> None:
-    # exec keeps ignored signals ignored: Python ignores SIGPIPE and SIGXFSZ,
-    # and a command should start with every disposition at its default.
+_ignored: tuple[int, ...] | None = None
+
+
+def _ignored_signals() -> tuple[int, ...]:
+    """The signals this process ignores (Python ignores SIGPIPE and SIGXFSZ, the
+    spawner SIGINT, SIGHUP and SIGTERM)."""
+    found = []
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                found.append(sig)
+    return tuple(found)
+
+
+def _reset_signals() -> None:
+    # exec resets caught signals to their default but keeps ignored ones ignored: a
+    # command must start with every disposition at its default, so reset those
+    # (learnt once, in prepare(): a few calls here instead of sixty-four).
+    for sig in _ignored if _ignored is not None else _ignored_signals():
         with contextlib.suppress(OSError, ValueError):
             signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -192,8 +207,9 @@ def prepare() -> None:
     container's init would otherwise ask again: the bounding set, and which of the
     read-only and masked paths this kernel has (the host's /proc and /sys show the
     same entries as a container's fresh ones)."""
-    global _present
+    global _present, _ignored
     _libc.bounding_set()
+    _ignored = _ignored_signals()
     if _present is None:
         _present = (tuple(p for p in READONLY_PATHS if os.path.lexists(p)),
                     tuple((p, os.path.isdir(p)) for p, _ in MASKED_PATHS if os.path.lexists(p)))
