@@ -135,7 +135,9 @@ class Container:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        self._supervisor._forget(self)
+        # A cgroup that could not be removed keeps its state file: `supervise gc`
+        # finds it there (with every hierarchy's path) once we are gone.
+        self._supervisor._forget(self, keep_state=error is not None)
         self._result = self._make_result(stats, error)
         self._done.set()
         return self._result

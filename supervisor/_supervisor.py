@@ -157,11 +157,12 @@ class Supervisor:
             raise SuperviseError(self._loopback_error or "no loopback request")
         return self._loopback
 
-    def _forget(self, container: Container) -> None:
+    def _forget(self, container: Container, keep_state: bool = False) -> None:
         self._containers.pop(container.id, None)
         self._names.discard(container.name)
         if self._write_state:
-            _state.remove_state(container.id, self._state_dir)
+            if not keep_state:
+                _state.remove_state(container.id, self._state_dir)
             if container.spec.name is not None and container.unique_name:
                 _state.release_name(container.name, container.id, self._state_dir)
 

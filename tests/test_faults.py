@@ -153,3 +153,32 @@ def test_a_full_logs_directory_warns_once_and_the_batch_goes_on(tmp_path: Path) 
         assert "Traceback" not in done.stderr
     finally:
         subprocess.run(["umount", str(logs)], check=True)
+
+
+@pytest.mark.anyio
+async def test_a_cgroup_that_cannot_be_removed_keeps_its_state_for_gc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cgroupfs
+    from supervisor._gc import gc
+    from supervisor._state import read_states
+
+    async with Supervisor(state_dir=str(tmp_path)) as sup:
+        container = await sup.start(ContainerSpec(["true"]))
+        real_destroy = type(container.cgroup).destroy
+
+        def failing_destroy(self: object, timeout: float = 5.0) -> None:
+            raise cgroupfs.CgroupError("destroying: processes still there (simulated)")
+
+        monkeypatch.setattr(type(container.cgroup), "destroy", failing_destroy)
+        result = await container.wait()
+        monkeypatch.setattr(type(container.cgroup), "destroy", real_destroy)
+        assert result.error is not None and "simulated" in result.error
+        (kept,) = read_states(str(tmp_path))
+        assert kept.id == container.id
+    # Once its supervisor is gone, gc removes the cgroup everywhere from the recorded paths
+    # (our own process is the "supervisor" here: pretend it is dead).
+    monkeypatch.setattr("supervisor._state.supervisor_alive", lambda state: False)
+    report = gc(str(tmp_path))
+    assert any(container.id in line for line in report.removed), report
+    assert read_states(str(tmp_path)) == []
+    assert not any(os.path.exists(p) for p in container.cgroup.paths)
