@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -52,7 +51,10 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_CLOSE_RANGE = 436  # x86_64 and aarch64 share this number
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library this interpreter already uses (dlopen(NULL)). Not ctypes.util's
+# find_library: that imports subprocess, tempfile, random and threading, whose
+# at-fork hooks (random reseeds itself) would then run in every container's child.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
     ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p,
 ]

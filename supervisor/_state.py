@@ -84,11 +84,18 @@ def state_path(cid: str, directory: str | None = None) -> str:
 def write_state(state: ContainerState, directory: str | None = None) -> None:
     """Atomically: a reader sees the whole file or none."""
     where = directory or state_dir()
-    os.makedirs(where, mode=0o755, exist_ok=True)
     final = state_path(state.id, where)
     temporary = f"{final}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        f.write(state.to_json())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o644)
+    except FileNotFoundError:  # the first container on this host (or since a reboot)
+        os.makedirs(where, mode=0o755, exist_ok=True)
+        fd = os.open(temporary, flags, 0o644)
+    try:
+        os.write(fd, state.to_json().encode("ascii"))
+    finally:
+        os.close(fd)
     os.rename(temporary, final)
 
 
