@@ -22,6 +22,13 @@ def state_dir() -> str:
     return os.environ.get("SUPERVISE_STATE_DIR") or DEFAULT_STATE_DIR
 
 
+def cache_dir() -> str:
+    """Where supervise keeps what outlives its runs (the encoded lo-up request):
+    $SUPERVISE_CACHE_DIR, else /var/cache/supervise. Not the state directory, which
+    holds only what is live."""
+    return os.environ.get("SUPERVISE_CACHE_DIR") or "/var/cache/supervise"
+
+
 @dataclass(frozen=True)
 class ContainerState:
     id: str
@@ -149,7 +156,6 @@ def claim_name(name: str, cid: str, supervisor_pid: int, supervisor_ticks: int |
     O_EXCL-like symlink names/NAME -> "ID.SUPERVISOR_PID.START_TICKS". A link whose
     supervisor is dead is stale and taken over."""
     link = _name_link(name, directory)
-    os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
     target = f"{cid}.{supervisor_pid}.{supervisor_ticks if supervisor_ticks is not None else ''}"
     for _attempt in range(5):
         try:
@@ -157,6 +163,9 @@ def claim_name(name: str, cid: str, supervisor_pid: int, supervisor_ticks: int |
             return
         except FileExistsError:
             pass
+        except FileNotFoundError:  # no names/ yet, or the last release just removed it
+            os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+            continue
         try:
             holder = os.readlink(link)
         except FileNotFoundError:
@@ -181,3 +190,7 @@ def release_name(name: str, cid: str, directory: str | None = None) -> None:
             os.unlink(link)
     except (FileNotFoundError, OSError):
         return
+    # The last name out removes names/, so nothing outlives the containers; a claim
+    # racing this recreates it.
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(link))

@@ -143,8 +143,7 @@ class Supervisor:
     async def _prepare_loopback(self, ready: anyio.Event) -> None:
         """Encode the lo-up request once, in a thread, while the spawner starts."""
         try:
-            cache = os.path.join(self._state_dir, "cache") if self._write_state else None
-            self._loopback = await anyio.to_thread.run_sync(loopback_up_request, cache)
+            self._loopback = await anyio.to_thread.run_sync(loopback_up_request, _state.cache_dir())
         except ImportError as exc:
             self._loopback_error = f"pyroute2 is needed for --net none: {exc}"
         finally:

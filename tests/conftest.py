@@ -77,7 +77,7 @@ def state_files() -> set[str]:
     for sub in ("", "names"):
         with contextlib.suppress(FileNotFoundError):
             found.update(os.path.join(sub, e) for e in os.listdir(os.path.join(state_dir(), sub))
-                         if e not in ("names", "cache"))
+                         if e != "names")
     return found
 
 
