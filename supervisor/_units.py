@@ -292,3 +292,18 @@ def format_bytes(n: int) -> str:
         exponent += 1
         scaled = "1.00"
     return scaled.rstrip("0").rstrip(".") + _BYTE_UNITS[exponent]
+
+
+MIN_INTERVAL_S = 0.1
+
+
+def parse_interval(text: str) -> float:
+    """A sampling interval (--interval): a duration of at least 0.1 s, so that a
+    typo like 1ns cannot make the sampler spin."""
+    try:
+        seconds = parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"--interval: {exc}") from exc
+    if seconds < MIN_INTERVAL_S:
+        raise UsageError(f"--interval {text}: at least {MIN_INTERVAL_S:g}s")
+    return seconds

@@ -38,13 +38,12 @@ from .._schedule import Admission, parse_halt, parse_retry_on
 from .._spec import DEVNULL
 from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, summarize
 from .._supervisor import Supervisor
-from .._units import format_bytes, parse_duration, parse_size
+from .._units import format_bytes, parse_interval, parse_size
 from .._view import batch_view
 from ._flags import limit_options, parse_job_options, run_fields
 
 EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY_S = 5.0
-MIN_INTERVAL_S = 0.1
 
 
 class BatchUsageError(UsageError):
@@ -164,11 +163,9 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
     except UsageError as exc:
         raise BatchUsageError(str(exc)) from exc
     try:
-        interval_s = parse_duration(interval)
+        interval_s = parse_interval(interval)
     except UsageError as exc:
-        raise BatchUsageError(f"--interval: {exc}") from exc
-    if interval_s < MIN_INTERVAL_S:
-        raise BatchUsageError(f"--interval {interval}: at least {MIN_INTERVAL_S:g}s")
+        raise BatchUsageError(str(exc)) from exc
     if live is None:
         live = sys.stdout.isatty() and not tag
     elif live and tag:

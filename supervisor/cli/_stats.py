@@ -15,15 +15,14 @@ from rich.live import Live
 import cgroupfs
 
 from .. import _state
-from .._errors import SuperviseError, UsageError
+from .._errors import SuperviseError
 from .._sampler import Sampler, Target
 from .._sampling import ContainerSample, HostSample
-from .._units import parse_duration
+from .._units import parse_interval
 from .._view import render_text, stats_table, stats_view
 
 # --no-stream samples twice this far apart, so that CPU % has a span (docker does too).
 NO_STREAM_SPAN_S = 0.5
-MIN_INTERVAL_S = 0.1
 
 
 def _targets(refs: Sequence[str], layout: cgroupfs.Layout) -> tuple[list[Target], list[str]]:
@@ -74,12 +73,7 @@ def _sample(sampler: Sampler, refs: Sequence[str], layout: cgroupfs.Layout
               help="Time between refreshes.")
 def stats_command(containers: tuple[str, ...], no_stream: bool, interval: str) -> None:
     """Live CPU, memory and pids of running containers (default: all on this host)."""
-    try:
-        every = parse_duration(interval)
-    except UsageError as exc:
-        raise UsageError(f"--interval: {exc}") from exc
-    if every < MIN_INTERVAL_S:
-        raise UsageError(f"--interval {interval}: at least {MIN_INTERVAL_S:g}s")
+    every = parse_interval(interval)
     try:
         layout = cgroupfs.detect_layout()
     except cgroupfs.CgroupError as exc:
