@@ -172,7 +172,8 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path} never had {count} lines")
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                         (signal.SIGHUP, 129)])
 def test_interrupt_then_resume(tmp_path: Path, sig: int, code: int) -> None:
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("".join(f"--name quick{i} -- true\n" for i in range(4))

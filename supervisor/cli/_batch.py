@@ -8,10 +8,10 @@ import json
 import math
 import os
 import shlex
-import signal
 import sys
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from .._supervisor import Supervisor
 from .._units import format_bytes, parse_interval, parse_size
 from .._view import batch_view
 from ._flags import limit_options, parse_job_options, run_fields
+from ._signals import STOP_SIGNALS
 
 EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY_S = 5.0
@@ -314,18 +315,17 @@ class BatchRunner:
             await anyio.sleep(PROGRESS_EVERY_S)
             _say(self.progress_line())
 
-    async def handle_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for sig in signals:
-                assert self.batch is not None
-                if self.interrupted_by is None:
-                    self.interrupted_by = sig
-                    _say("stopping: no new jobs; running ones get SIGTERM "
-                         "(Ctrl-C again to kill them now)")
-                    self.batch.stop()
-                    self.batch.cancel_running()
-                else:
-                    self.batch.kill_running()
+    async def handle_signals(self, signals: AsyncIterator[int]) -> None:
+        async for sig in signals:
+            assert self.batch is not None
+            if self.interrupted_by is None:
+                self.interrupted_by = sig
+                _say("stopping: no new jobs; running ones get SIGTERM "
+                     "(Ctrl-C again to kill them now)")
+                self.batch.stop()
+                self.batch.cancel_running()
+            else:
+                self.batch.kill_running()
 
     # -- the whole run ------------------------------------------------------------
     async def main(self, cgroup_parent: str | None) -> int:
@@ -335,21 +335,25 @@ class BatchRunner:
         if self.joblog_path is not None:
             self.joblog = LineWriter(self.joblog_path, header=JOBLOG_HEADER)
         try:
-            async with Supervisor(cgroup_parent=cgroup_parent, warn=_say) as sup:
-                outcome = await self._run(sup)
+            # Listen before anything starts: SIGINT, SIGTERM and SIGHUP (a closed
+            # terminal) stop the batch cleanly; unheard, SIGHUP would end the process
+            # and leave every running container's cgroups and state behind.
+            with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+                async with Supervisor(cgroup_parent=cgroup_parent, warn=_say) as sup:
+                    outcome = await self._run(sup, signals)
         finally:
             for writer in (self.results, self.joblog):
                 if writer is not None:
                     writer.close()
         return self._finish(outcome)
 
-    async def _run(self, sup: Supervisor) -> BatchOutcome:
+    async def _run(self, sup: Supervisor, signals: AsyncIterator[int]) -> BatchOutcome:
         self.batch = Batch(sup, self.jobs, self.policy, output=self.output,
                            on_start=self.on_start, on_result=self.on_result)
         async with anyio.create_task_group() as relays:
             self._relays = relays
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.handle_signals)
+                tg.start_soon(self.handle_signals, signals)
                 if not self.monitor.live:
                     tg.start_soon(self.report_progress)
                 if self.monitor.active:

@@ -27,8 +27,7 @@ from .._summary import end_message
 from .._supervisor import Supervisor
 from .._tty import PtyPump, copy_window_size, raw_mode, terminal_fd
 from ._flags import limit_options, name_option, run_fields, terminal_options
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from ._signals import STOP_SIGNALS
 
 
 def _read_text(path: str) -> str:
@@ -119,7 +118,7 @@ async def _run(cid: str, spec: ContainerSpec, interactive: bool,
     try:
         # Listen before the container exists: a signal during startup is forwarded
         # once it does, never lost and never a KeyboardInterrupt.
-        with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with Supervisor(cgroup_parent=cgroup_parent) as supervisor:
                 container = await supervisor.start(spec, cid=cid)
                 if slave is not None:
