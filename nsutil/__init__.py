@@ -1,8 +1,9 @@
 """Namespaces and a container's first moments, with the standard library only.
 
 `spawner_command()` starts the lean spawner process; `encode`/`Decoder` frame
-the messages it exchanges with its supervisor; `child_main` is the init
-sequence of a container's PID 1; `_libc` wraps the syscalls the stdlib lacks.
+the messages it exchanges with its supervisor; `compile_plan` turns a
+container's spec into the calls its PID 1 makes, and `child_main` makes them;
+`_libc` wraps the syscalls the stdlib lacks.
 """
 
 from ._init import (
@@ -10,10 +11,10 @@ from ._init import (
     EXIT_NOT_FOUND,
     EXIT_SETUP_FAILED,
     StepError,
-    bring_loopback_up,
     child_main,
 )
-from ._proto import CHUNK, Decoder, Message, encode, fds_ancillary, recv_packet, send_blocking
+from ._plan import Host, Plan, compile_plan
+from ._proto import CHUNK, Decoder, encode, fds_ancillary, recv_packet, send_blocking
 from .spawner import Spawner, spawner_command
 
 __all__ = [
@@ -22,11 +23,12 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_SETUP_FAILED",
     "Decoder",
-    "Message",
     "Spawner",
     "StepError",
-    "bring_loopback_up",
+    "Host",
+    "Plan",
     "child_main",
+    "compile_plan",
     "encode",
     "fds_ancillary",
     "recv_packet",

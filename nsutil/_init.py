@@ -1,9 +1,10 @@
 """The container's first moments: what the forked child does before exec.
 
-Runs in the child the spawner forked into the new PID namespace, so it is
-PID 1 there. Every step that fails is reported up the error pipe as one JSON
-object {"step", "errno", "message"} and the child exits: 127 when the command
-was not found, 126 when it could not be executed, 125 for anything else.
+Runs in the child the spawner forked into the new PID namespace, so it is PID 1
+there, and runs the `_plan.Plan` the spawner compiled from the spec before it
+forked. Every step that fails is reported up the error pipe as one marshalled dict
+{"step", "errno", "message"} and the child exits: 127 when the command was not
+found, 126 when it could not be executed, 125 for anything else.
 
 Containment (all optional in the spec, so nsutil stays usable alone):
 "harden_mounts" makes /sys read-only and masks /proc as docker does;
@@ -16,38 +17,25 @@ minimal PID 1 (reaps orphans, forwards signals) and runs the command in a child.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
-import fcntl
 import gc
-import json
+import marshal
 import os
-import select
 import signal
-import socket
-import struct
-import termios
-from typing import Any, NoReturn
 
-from . import _caps, _libc
+from . import _libc
+from ._plan import CAPSET, CLOSE_RANGE, IGNORE, MASK, SETATTR, SKIP_MISSING, Plan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from ._plan import Failure, Step
 
 EXIT_SETUP_FAILED = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-_NLMSG_ERROR = 2
-_NETLINK_ROUTE = 0
-
-# docker's (moby's oci defaults) masked and read-only paths, with whether each
-# masked path is a directory (an empty read-only tmpfs over it) or a file (/dev/null).
-MASKED_PATHS: tuple[tuple[str, bool], ...] = (
-    ("/proc/asound", True), ("/proc/acpi", True), ("/proc/kcore", False),
-    ("/proc/keys", False), ("/proc/latency_stats", False), ("/proc/timer_list", False),
-    ("/proc/timer_stats", False), ("/proc/sched_debug", False), ("/proc/scsi", True),
-    ("/sys/firmware", True), ("/sys/devices/virtual/powercap", True),
-)
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 # What PID 1 under "init" passes on to the command (docker's tini forwards these too).
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
@@ -69,199 +57,45 @@ def _step(step: str, exc: OSError, what: str) -> StepError:
     return StepError(step, err, f"{what}: {os.strerror(err)}")
 
 
-def bring_loopback_up(request: bytes) -> None:
-    """Send a pre-encoded RTM_NEWLINK (lo up) on a netlink socket and check the ACK.
+def run_steps(steps: tuple[Step, ...]) -> None:
+    """Make each call in turn; a failure the step's policy does not forgive raises
+    StepError."""
+    for fn, args, failure in steps:
+        try:
+            if fn(*args) >= 0:
+                continue
+            err = ctypes.get_errno()
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+        _recover(failure, err)
 
-    The request is encoded once by the supervisor (with pyroute2); here it is
-    only bytes, so the child needs neither pyroute2 nor its import time.
-    """
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_ROUTE) as nl:
-        nl.send(request)
-        reply = nl.recv(65536)
-    if len(reply) >= 20:
-        _length, kind, _flags, _seq, _pid = struct.unpack_from("=LHHLL", reply)
-        if kind == _NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", reply, 16)
-            if code != 0:
-                raise OSError(-code, os.strerror(-code))
+
+def _recover(failure: Failure, err: int) -> None:
+    step, what, policy, extra = failure
+    if policy == IGNORE:
+        return
+    if policy in (SKIP_MISSING, MASK) and err == errno.ENOENT:
+        return
+    try:
+        if policy == MASK and err in (errno.ENOTDIR, errno.EISDIR):
+            run_steps((extra,))  # a directory where a file was, or the other way round
             return
-    raise OSError(errno.EPROTO, "unexpected netlink reply")
-
-
-_ignored: tuple[int, ...] | None = None
-
-
-def _ignored_signals() -> tuple[int, ...]:
-    """The signals this process ignores (Python ignores SIGPIPE and SIGXFSZ, the
-    spawner SIGINT, SIGHUP and SIGTERM)."""
-    found = []
-    for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if signal.getsignal(sig) == signal.SIG_IGN:
-                found.append(sig)
-    return tuple(found)
-
-
-def _reset_signals() -> None:
-    # exec resets caught signals to their default but keeps ignored ones ignored: a
-    # command must start with every disposition at its default, so reset those
-    # (learnt once, in prepare(): a few calls here instead of sixty-four).
-    for sig in _ignored if _ignored is not None else _ignored_signals():
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def _setup(spec: dict[str, Any], fds: list[int], error_fd: int) -> None:
-    try:
-        _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if policy == SETATTR and err == errno.ENOSYS:
+            _remount_tree_readonly(extra)
+            return
+        if policy == CAPSET and err == errno.EPERM:
+            _effective, permitted, _inheritable = _libc.capget()
+            _libc.capset(extra & permitted, extra & permitted, 0)
+            return
+        if policy == CLOSE_RANGE:
+            for name in os.listdir("/proc/self/fd"):
+                if int(name) >= extra:
+                    with contextlib.suppress(OSError):
+                        os.set_inheritable(int(name), False)
+            return
     except OSError as exc:
-        raise _step("prctl", exc, "set parent-death signal") from exc
-
-    # Join the cgroups first: every limit holds from here on, for everything
-    # this process and the command will ever do.
-    for path in spec.get("cgroup_procs", []):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise _step("cgroup", exc, f"joining {path}") from exc
-
-    flags = 0
-    for name in spec.get("namespaces", []):
-        if name != "pid":  # the spawner already made the PID namespace
-            flags |= _libc.NAMESPACE_FLAGS[name]
-    if flags:
-        try:
-            _libc.unshare(flags)
-        except OSError as exc:
-            raise _step("unshare", exc, "creating namespaces") from exc
-
-    lo_request = spec.get("loopback_request")
-    if lo_request and "net" in spec.get("namespaces", []):
-        try:
-            bring_loopback_up(bytes.fromhex(lo_request))
-        except OSError as exc:
-            raise _step("loopback", exc, "bringing up lo") from exc
-
-    if "mnt" in spec.get("namespaces", []):
-        try:
-            # Nothing mounted inside may propagate back to the host.
-            _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
-            if "pid" in spec.get("namespaces", []):
-                _libc.mount("proc", "/proc", "proc",
-                            _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC)
-        except OSError as exc:
-            raise _step("mount", exc, "mounting /proc") from exc
-        if spec.get("harden_mounts"):
-            harden_mounts()
-
-    hostname = spec.get("hostname")
-    if hostname and "uts" in spec.get("namespaces", []):
-        try:
-            _libc.sethostname(hostname)
-        except OSError as exc:
-            raise _step("hostname", exc, f"setting hostname {hostname!r}") from exc
-
-    try:
-        os.setsid()
-        stdio = spec.get("stdio", [])
-        for target, index in enumerate(stdio):
-            os.dup2(fds[index], target, inheritable=True)
-        if spec.get("tty"):
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    except OSError as exc:
-        raise _step("stdio", exc, "setting up stdio") from exc
-
-    drop_privileges(spec.get("capabilities"), spec.get("user"),
-                    bool(spec.get("no_new_privs")), error_fd)
-
-    # After the user switch, as runc does: the user must be able to enter it.
-    cwd = spec.get("cwd")
-    if cwd:
-        try:
-            os.chdir(cwd)
-        except OSError as exc:
-            raise _step("chdir", exc, f"working directory {cwd!r}") from exc
-
-    _reset_signals()
-    # Only fds 0, 1 and 2 cross exec (and the error pipe closes on success).
-    if not _libc.close_range_cloexec(3):
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2:
-                with contextlib.suppress(OSError):
-                    os.set_inheritable(fd, False)
-
-
-_present: tuple[tuple[str, ...], tuple[tuple[str, bool], ...]] | None = None
-
-
-def prepare() -> None:
-    """Learn once, in the long-lived process that forks containers, what every
-    container's init would otherwise ask again: the bounding set, and which of the
-    read-only and masked paths this kernel has (the host's /proc and /sys show the
-    same entries as a container's fresh ones)."""
-    global _present, _ignored
-    _libc.bounding_set()
-    _ignored = _ignored_signals()
-    if _present is None:
-        _present = (tuple(p for p in READONLY_PATHS if os.path.lexists(p)),
-                    tuple((p, os.path.isdir(p)) for p, _ in MASKED_PATHS if os.path.lexists(p)))
-
-
-def harden_mounts() -> None:
-    """/sys read-only (every mount below it too), and /proc as docker leaves it:
-    some paths read-only, some masked. In this mount namespace only."""
-    try:
-        try:
-            _libc.mount_setattr_rdonly("/sys")
-        except OSError as exc:
-            if exc.errno != errno.ENOSYS:
-                raise
-            _remount_tree_readonly("/sys")  # kernels before 5.12
-    except OSError as exc:
-        raise _step("mount", exc, "making /sys read-only") from exc
-    readonly, masked = _present if _present is not None else (READONLY_PATHS, MASKED_PATHS)
-    hidden = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
-    for path in readonly:
-        try:
-            _libc.mount(path, path, None, _libc.MS_BIND | _libc.MS_REC)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise _step("mount", exc, f"making {path} read-only") from exc
-        try:
-            _libc.mount(None, path, None,
-                        _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | hidden)
-        except OSError as exc:
-            raise _step("mount", exc, f"making {path} read-only") from exc
-    for path, is_dir in masked:
-        try:
-            try:
-                _mask(path, is_dir)
-            except NotADirectoryError:
-                _mask(path, False)
-            except IsADirectoryError:
-                _mask(path, True)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise _step("mount", exc, f"masking {path}") from exc
-
-
-def _mask(path: str, is_dir: bool) -> None:
-    if is_dir:
-        _libc.mount("tmpfs", path, "tmpfs",
-                    _libc.MS_RDONLY | _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC,
-                    "size=0,mode=555")
-    else:
-        _libc.mount("/dev/null", path, None, _libc.MS_BIND)
+        err = exc.errno or errno.EIO
+    raise StepError(step, err, f"{what}: {os.strerror(err)}")
 
 
 def _remount_tree_readonly(top: str) -> None:
@@ -280,64 +114,7 @@ def _remount_tree_readonly(top: str) -> None:
                         _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | flags)
 
 
-def drop_privileges(capabilities: list[int] | None, user: list[int] | None,
-                    no_new_privs: bool, error_fd: int = -1) -> None:
-    """Keep only the given capabilities (None: keep all), become the user, set no_new_privs.
-
-    The bounding set is what holds across exec for root (execve gives root its
-    bounding set), so every capability not kept is dropped from it; inheritable
-    and ambient are emptied. The user switch comes before capset, so it works even
-    with SETUID/SETGID dropped; leaving uid 0 empties the effective and permitted
-    sets, so a non-root user ends with no capabilities.
-    """
-    keep = _caps.mask(capabilities) if capabilities is not None else None
-    if keep is not None:
-        try:
-            _libc.drop_bounding(keep)
-            _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
-        except OSError as exc:
-            raise _step("capabilities", exc, "dropping capabilities") from exc
-    if user is not None:
-        uid, gid = user
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-        except OSError as exc:
-            raise _step("user", exc, f"switching to user {uid}:{gid}") from exc
-    if keep is not None:
-        try:
-            # Only what this process has: a host (or an outer container) may lack some
-            # of what was asked for; leaving uid 0 has emptied the permitted set.
-            _effective, permitted, _inheritable = _libc.capget()
-            kept = keep & permitted
-            _libc.capset(kept, kept, 0)
-        except OSError as exc:
-            raise _step("capabilities", exc, "setting capabilities") from exc
-    if no_new_privs:
-        try:
-            _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
-        except OSError as exc:
-            raise _step("prctl", exc, "setting no_new_privs") from exc
-    if user is not None:
-        # A credential change clears the parent-death signal: arm it again, then make
-        # sure the spawner did not die in between (it holds the error pipe's only
-        # read end; with it gone, poll reports POLLERR on our write end).
-        try:
-            _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError as exc:
-            raise _step("prctl", exc, "set parent-death signal") from exc
-        if error_fd >= 0 and _reader_gone(error_fd):
-            os._exit(EXIT_SETUP_FAILED)
-
-
-def _reader_gone(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, 0)
-    return any(ev & select.POLLERR for _fd, ev in poller.poll(0))
-
-
-def _run_under_init(spec: dict[str, Any]) -> NoReturn:
+def _run_under_init(plan: Plan) -> NoReturn:
     """Stay PID 1 as a minimal init: the command runs in a child; this process reaps
     every orphan, forwards FORWARDED_SIGNALS to the command, and exits with the
     command's status (128+N if a signal N ended it) as soon as it ends."""
@@ -351,12 +128,12 @@ def _run_under_init(spec: dict[str, Any]) -> NoReturn:
         # Its own process group, the terminal's foreground one with a tty, so that
         # ^C reaches the command once (not also via PID 1's forwarding).
         os.setpgid(0, 0)
-        if spec.get("tty"):
+        if plan.tty:
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTTOU])
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(0, os.getpid())
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        _exec(spec)  # a failure is reported up the error pipe by child_main
+        _exec(plan)  # a failure is reported up the error pipe by child_main
     with contextlib.suppress(OSError):
         _libc.set_name("supervise-init")
     # The handlers never run (the signals stay blocked, taken by sigwaitinfo), but
@@ -390,34 +167,23 @@ def _ignore(_sig: int, _frame: object) -> None:
     pass
 
 
-def _exec(spec: dict[str, Any]) -> NoReturn:
-    argv: list[str] = spec["argv"]
-    env: dict[str, str] = spec.get("env", {})
-    try:
-        if "/" in argv[0]:
-            os.execve(argv[0], argv, env)
-        # Search PATH as the command's own environment defines it, like execvpe(3).
-        saw_eacces = False
-        last: OSError | None = None
-        for directory in env.get("PATH", DEFAULT_PATH).split(":"):
-            candidate = os.path.join(directory or ".", argv[0])
-            try:
-                os.execve(candidate, argv, env)
-            except OSError as exc:
-                if exc.errno == errno.EACCES:
-                    saw_eacces = True
-                elif exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP,
-                                       errno.ENAMETOOLONG):
-                    last = exc
-        if last is not None:
-            raise last
-        raise OSError(errno.EACCES if saw_eacces else errno.ENOENT, "")
-    except OSError as exc:
-        err = exc.errno or errno.EIO
-        raise StepError("exec", err, f"exec {argv[0]!r}: {os.strerror(err)}") from exc
+def _exec(plan: Plan) -> NoReturn:
+    """exec the command: each candidate path in turn, judged like execvpe(3) does."""
+    saw_eacces = False
+    last = 0
+    execve = _libc.libc.execve
+    for path in plan.candidates:
+        execve(path, plan.argv, plan.envp)
+        err = ctypes.get_errno()
+        if err == errno.EACCES:
+            saw_eacces = True
+        elif err not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
+            last = err
+    err = last or (errno.EACCES if saw_eacces else errno.ENOENT)
+    raise StepError("exec", err, f"exec {plan.argv0!r}: {os.strerror(err)}")
 
 
-def child_main(spec: dict[str, Any], fds: list[int], error_fd: int) -> NoReturn:
+def child_main(plan: Plan, error_fd: int) -> NoReturn:
     """Set up the container around this process and exec its command; never returns."""
     # A collection here would walk (and so copy-on-write) the whole inherited heap: a
     # millisecond or two, measured. This process lives until exec (or, as --init's
@@ -425,10 +191,10 @@ def child_main(spec: dict[str, Any], fds: list[int], error_fd: int) -> NoReturn:
     gc.disable()
     code = EXIT_SETUP_FAILED
     try:
-        _setup(spec, fds, error_fd)
-        if spec.get("init"):
-            _run_under_init(spec)
-        _exec(spec)
+        run_steps(plan.steps)
+        if plan.init:
+            _run_under_init(plan)
+        _exec(plan)
     except StepError as exc:
         report: dict[str, Any] = {"step": exc.step, "errno": exc.errno, "message": exc.message}
         if exc.step == "exec":
@@ -436,6 +202,6 @@ def child_main(spec: dict[str, Any], fds: list[int], error_fd: int) -> NoReturn:
     except BaseException as exc:  # a bug here must still become a report, not a hang
         report = {"step": "init", "errno": 0, "message": f"{type(exc).__name__}: {exc}"}
     try:
-        os.write(error_fd, json.dumps(report).encode())
+        os.write(error_fd, marshal.dumps(report))
     finally:
         os._exit(code)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import ctypes
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -66,6 +70,28 @@ _libc.prctl.argtypes = [
     ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
 ]
 _libc.syscall.restype = ctypes.c_long
+# What a container's compiled init (`_plan`) calls directly: each returns -1 and sets
+# errno on failure, like the C functions they are.
+_libc.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_libc.send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+_libc.send.restype = ctypes.c_ssize_t
+_libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.recv.restype = ctypes.c_ssize_t
+_libc.open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+_libc.write.restype = ctypes.c_ssize_t
+_libc.close.argtypes = [ctypes.c_int]
+_libc.dup2.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_long]
+_libc.setsid.argtypes = []
+_libc.setgroups.argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+_libc.setgid.argtypes = [ctypes.c_uint]
+_libc.setuid.argtypes = [ctypes.c_uint]
+_libc.chdir.argtypes = [ctypes.c_char_p]
+_libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_libc.sigprocmask.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_libc.execve.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]
+libc = _libc
 
 
 class _CapHeader(ctypes.Structure):
@@ -138,13 +164,11 @@ def close_range_cloexec(first: int) -> bool:
 def close_range(first: int, flags: int = 0) -> bool:
     """close_range(first, ~0, flags): close (or with CLOSE_RANGE_CLOEXEC mark) every fd
     >= first in one syscall; False if the kernel lacks it."""
-    result = _libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
-                           ctypes.c_uint(flags))
-    return int(result) == 0
+    return int(_libc.syscall(*close_range_args(first, flags))) == 0
 
 
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set this thread's capability sets (64-bit masks, bit N = capability N)."""
+def capset_args(effective: int, permitted: int, inheritable: int) -> tuple[Any, Any]:
+    """capset(2)'s two arguments for these sets (64-bit masks, bit N = capability N)."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     for i in (0, 1):
@@ -152,7 +176,12 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    return ctypes.byref(header), data
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks, bit N = capability N)."""
+    _check(_libc.capset(*capset_args(effective, permitted, inheritable)), "capset")
 
 
 def capget() -> tuple[int, int, int]:
@@ -199,14 +228,24 @@ def drop_bounding(keep: int) -> None:
     _bounding = current & keep
 
 
+def mount_setattr_rdonly_args(path: str, recursive: bool = True) -> tuple[Any, ...]:
+    """syscall(2)'s arguments for mount_setattr(path) making it read-only."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    return (_SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(),
+            ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def close_range_args(first: int, flags: int = 0) -> tuple[Any, ...]:
+    """syscall(2)'s arguments for close_range(first, ~0, flags)."""
+    return (_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+            ctypes.c_uint(flags))
+
+
 def mount_setattr_rdonly(path: str, recursive: bool = True) -> None:
     """Make the mount at path (and, recursively, every mount below it) read-only."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    result = _libc.syscall(
-        _SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(),
-        ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
-        ctypes.c_size_t(ctypes.sizeof(attr)))
-    _check(int(result), f"mount_setattr {path}")
+    _check(int(_libc.syscall(*mount_setattr_rdonly_args(path, recursive))),
+           f"mount_setattr {path}")
 
 
 def set_name(name: str) -> None:

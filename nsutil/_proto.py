@@ -1,7 +1,10 @@
 """Framing of the supervisor <-> spawner messages over a SOCK_SEQPACKET socketpair.
 
-A message is a JSON object. It travels as one or more packets of at most
-CHUNK bytes, each starting with one byte: b"+" (more follows) or b"." (last).
+A message is a dict of str, int, float, bool, None, list and dict, marshalled
+(marshal is C and fast both ways; the peer is always our own supervisor or
+spawner, never untrusted data; str survives byte for byte, lone surrogates
+too). It travels as one or more packets of at most CHUNK bytes, each starting
+with one byte: b"+" (more follows) or b"." (last).
 File descriptors ride with the first packet (SCM_RIGHTS); the message says
 how many it carries in "nfds", so the receiver knows which fds are whose.
 Both sides use these functions: the spawner with blocking sockets, the
@@ -11,21 +14,24 @@ supervisor with non-blocking ones driven by its event loop.
 from __future__ import annotations
 
 import array
-import json
+import marshal
 import socket
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Message = dict[str, Any]
 
 CHUNK = 32 * 1024
 MAX_FDS = 16
 MORE = b"+"
 LAST = b"."
 
-Message = dict[str, Any]
-
 
 def encode(message: Message) -> list[bytes]:
-    """The packets of one message, JSON-encoded with surrogates escaped (byte-exact argv)."""
-    body = json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    """The packets of one message."""
+    body = marshal.dumps(message)
     chunks = [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)] or [b""]
     return [(LAST if i == len(chunks) - 1 else MORE) + c for i, c in enumerate(chunks)]
 
@@ -62,7 +68,7 @@ class Decoder:
             return None
         body = b"".join(self._parts)
         self._parts = []
-        message = json.loads(body)
+        message = marshal.loads(body)
         if not isinstance(message, dict):
             raise ValueError("message is not an object")
         nfds = int(message.get("nfds", 0))

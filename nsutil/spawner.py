@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
+import marshal
 import os
 import selectors
 import signal
 import socket
 import sys
-from typing import Any
 
-from . import _init, _libc, _proto
+from . import _init, _libc, _plan, _proto
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +50,7 @@ class Spawner:
         self.children: dict[int, tuple[str, int]] = {}  # pid -> (container id, error pipe)
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
-        _init.prepare()  # learnt once here, not in every container's init
+        self.host = _plan.Host.learn()  # learnt once here, not in every container's init
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         _proto.send_blocking(self.sock, message, fds)
@@ -57,6 +60,14 @@ class Spawner:
         spec: dict[str, Any] = message["spec"]
         new_pid_ns = "pid" in spec.get("namespaces", [])
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            # Everything the child will do, worked out here (see _plan): the child
+            # only makes the calls.
+            plan = _plan.compile_plan(spec, fds, self.host, err_w)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self._refuse(cid, [err_r, err_w, *fds], "spec", errno.EINVAL,
+                         f"exec {spec.get('argv', ['?'])[0]!r}: {exc}")
+            return
         try:
             if new_pid_ns:
                 _libc.unshare(_libc.CLONE_NEWPID)
@@ -70,16 +81,12 @@ class Spawner:
                     # pid_for_children back to our own namespace, for the next unshare.
                     _libc.setns(self.own_pid_ns, _libc.CLONE_NEWPID)
         except OSError as exc:
-            for fd in (err_r, err_w, *fds):
-                os.close(fd)
             err = exc.errno or errno.EIO
-            self.send({"ev": "failed", "id": cid, "error": {
-                "step": "fork", "errno": err, "message": f"starting container: {os.strerror(err)}",
-            }})
+            self._refuse(cid, [err_r, err_w, *fds], "fork", err,
+                         f"starting container: {os.strerror(err)}")
             return
         if pid == 0:
-            os.close(err_r)
-            _init.child_main(spec, fds, err_w)
+            _init.child_main(plan, err_w)
         os.close(err_w)
         for fd in fds:
             os.close(fd)
@@ -89,6 +96,12 @@ class Spawner:
             self.send({"ev": "started", "id": cid, "pid": pid}, [pidfd])
         finally:
             os.close(pidfd)
+
+    def _refuse(self, cid: str, fds: list[int], step: str, err: int, message: str) -> None:
+        for fd in fds:
+            os.close(fd)
+        self.send({"ev": "failed", "id": cid,
+                   "error": {"step": step, "errno": err, "message": message}})
 
     def reap(self) -> None:
         while self.children:
@@ -103,7 +116,7 @@ class Spawner:
                 continue
             cid, err_r = entry
             report = _read_all(err_r)
-            error = json.loads(report) if report else None
+            error = marshal.loads(report) if report else None
             self.send({
                 "ev": "exited", "id": cid, "pid": pid, "status": status, "error": error,
                 "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from nsutil import _proto
 from supervisor import ContainerSpec, Result, Supervisor
 
 PYTHON = sys.executable
@@ -49,3 +51,13 @@ def supervise(
         [PYTHON, "-m", "supervisor", *args], capture_output=True, text=True,
         timeout=timeout, **kw,
     )
+
+
+def spawner_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The next whole message (and its fds) a spawner sends on sock (blocking)."""
+    decoder = _proto.Decoder()
+    decoded = None
+    while decoded is None:
+        packet, fds = _proto.recv_packet(sock)
+        decoded = decoder.feed(packet, fds)
+    return decoded

@@ -27,7 +27,7 @@ from supervisor import ContainerSpec, Supervisor
 from supervisor._errors import UsageError
 from supervisor._options import parse_capabilities, parse_user
 
-from .containers import PYTHON, run_capture, supervise
+from .containers import PYTHON, run_capture, spawner_message, supervise
 
 DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
 
@@ -555,12 +555,7 @@ def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
                 "harden_mounts": True, **spec}
         _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": init}, [devnull])
         os.close(devnull)
-        decoder = _proto.Decoder()
-        decoded = None
-        while decoded is None:
-            packet, fds = _proto.recv_packet(ours)
-            decoded = decoder.feed(packet, fds)
-        message, fds = decoded
+        message, fds = spawner_message(ours)
         for fd in fds:
             os.close(fd)
         assert message["ev"] == "started", message

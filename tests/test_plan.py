@@ -1,0 +1,250 @@
+"""The compiled init (nsutil._plan): what the spawner works out before it forks, and
+that the child, running only those calls, ends where the spec says, recovering from
+the errnos the policies forgive. Real forks as root for the second half."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nsutil import _caps, _init, _libc, _plan, _proto, spawner_command
+
+from .containers import PYTHON, spawner_message
+
+DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
+
+
+def _host(**changes: Any) -> _plan.Host:
+    fields: dict[str, Any] = {"bounding": (1 << 41) - 1, "permitted": (1 << 41) - 1,
+              "readonly": ("/proc/sys",), "masked": (("/proc/kcore", False),),
+              "ignored": (13,)}
+    fields.update(changes)
+    return _plan.Host(**fields)
+
+
+def _names(plan: _plan.Plan) -> list[str]:
+    return [failure[0] for _fn, _args, failure in plan.steps]
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"argv": ["true"], "env": {"PATH": "/usr/bin:/bin"},
+                            "namespaces": ["pid", "mnt", "uts", "ipc", "net", "cgroup"],
+                            "stdio": [0, 0, 1], "hostname": "box"}
+    spec.update(changes)
+    return spec
+
+
+# -- pure: compiling ---------------------------------------------------------------
+
+def test_the_steps_follow_the_spec_in_order() -> None:
+    plan = _plan.compile_plan(_spec(
+        cgroup_procs=["/sys/fs/cgroup/a/cgroup.procs"], loopback_request="00",
+        harden_mounts=True, capabilities=[0, 5], user=[1000, 100], no_new_privs=True,
+        cwd="/tmp"), [7, 8], _host(), error_fd=9)
+    names = _names(plan)
+    assert names[:5] == ["prctl", "cgroup", "unshare", "loopback", "mount"]
+    order = [names.index(n) for n in ("mount", "hostname", "stdio", "capabilities", "user",
+                                      "chdir", "signals", "fds")]
+    assert order == sorted(order), names
+    # every namespace but pid (the spawner made it) in one unshare
+    unshare = next(args for _fn, args, f in plan.steps if f[0] == "unshare")
+    assert unshare == (_libc.CLONE_NEWNS | _libc.CLONE_NEWUTS | _libc.CLONE_NEWIPC
+                       | _libc.CLONE_NEWNET | _libc.CLONE_NEWCGROUP,)
+    # stdio: index into the fds handed over
+    dups = [args for fn, args, _f in plan.steps if fn is _libc.libc.dup2]
+    assert dups == [(7, 0), (7, 1), (8, 2)]
+    # bounding drops: all 41 known to this host but the 2 kept
+    drops = [args[1] for fn, args, _f in plan.steps
+             if fn is _libc.libc.prctl and args[0] == _libc.PR_CAPBSET_DROP]
+    assert drops == [n for n in range(41) if n not in (0, 5)]
+    # a non-root user: capset sets nothing, since leaving uid 0 empties permitted
+    capset = next(f for fn, _a, f in plan.steps if fn is _libc.libc.capset)
+    assert capset[2] == _plan.CAPSET and capset[3] == 0b100001
+    # after the user switch, the parent-death signal is armed again and checked
+    assert names[names.index("user") + 3:names.index("user") + 6] == [
+        "capabilities", "prctl", "prctl"]
+
+
+def test_privileged_and_bare_specs_leave_steps_out() -> None:
+    plan = _plan.compile_plan({"argv": ["true"], "stdio": []}, [], _host(), error_fd=3)
+    assert _names(plan) == ["prctl", "stdio", "signals", "signals", "fds"]
+    privileged = _plan.compile_plan(_spec(capabilities=None), [5, 6], _host(), error_fd=3)
+    assert "capabilities" not in _names(privileged)
+    assert "loopback" not in _names(privileged)  # no request given
+
+
+def test_a_host_without_a_path_gets_no_step_for_it() -> None:
+    bare = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], _host(readonly=(), masked=()),
+                              error_fd=3)
+    full = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], _host(), error_fd=3)
+    # /proc/sys read-only is two mounts (bind, remount), /proc/kcore masked is one
+    assert _names(full).count("mount") - _names(bare).count("mount") == 3
+
+
+def test_exec_candidates_follow_the_commands_own_path() -> None:
+    plan = _plan.compile_plan(_spec(argv=["tool", "a b", "\udcff"], env={"PATH": "/x::/y"}),
+                              [5, 6], _host(), error_fd=3)
+    assert plan.candidates == (b"/x/tool", b"./tool", b"/y/tool")
+    assert [plan.argv[i] for i in range(3)] == [b"tool", b"a b", b"\xff"]
+    assert plan.argv[3] is None
+    assert plan.envp[0] == b"PATH=/x::/y" and plan.envp[1] is None
+    direct = _plan.compile_plan(_spec(argv=["./run"], env={}), [5, 6], _host(), error_fd=3)
+    assert direct.candidates == (b"./run",)
+    default = _plan.compile_plan(_spec(env={}), [5, 6], _host(), error_fd=3)
+    assert default.candidates[0] == b"/usr/local/sbin/true"
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["a\0b"], {}, "embedded null byte"),
+    (["true"], {"A=B": "1"}, "illegal environment variable name"),
+    (["true"], {"": "1"}, "illegal environment variable name"),
+    (["true"], {"A": "1\0"}, "embedded null byte"),
+    ([], {}, "an empty command"),
+])
+def test_what_exec_cannot_take_is_refused_before_the_fork(
+        argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _plan.compile_plan(_spec(argv=argv, env=env), [5, 6], _host(), error_fd=3)
+
+
+def test_the_static_steps_are_compiled_once_per_host() -> None:
+    host = _host()
+    one = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], host, error_fd=3)
+    two = _plan.compile_plan(_spec(harden_mounts=True, hostname="other"), [7, 8], host,
+                             error_fd=4)
+    mounts = [s for s in one.steps if s[2][0] == "mount"]
+    assert mounts and all(any(s is t for t in two.steps) for s in mounts)
+
+
+# -- real: a forked child runs the plan ----------------------------------------------
+
+def _run_plan(spec: dict[str, Any], host: _plan.Host) -> tuple[int, bytes, Any]:
+    """Fork (into a new PID namespace when asked), run the plan in the child, and
+    return its exit code, its stdout and its error report (None if it exec'd)."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    fds = [os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC), out_w]
+    plan = _plan.compile_plan({**spec, "stdio": [0, 1, 1]}, fds, host, err_w)
+    own_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    new_pid = "pid" in spec.get("namespaces", [])
+    if new_pid:
+        _libc.unshare(_libc.CLONE_NEWPID)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _init.child_main(plan, err_w)
+    finally:
+        if new_pid:
+            _libc.setns(own_ns, _libc.CLONE_NEWPID)
+        os.close(own_ns)
+    for fd in (err_w, *fds):
+        os.close(fd)
+    _pid, status = os.waitpid(pid, 0)
+    with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+        output, report = out.read(), err.read()
+    return os.waitstatus_to_exitcode(status), output, marshal.loads(report) if report else None
+
+
+def _status_field(output: bytes, field: str) -> int:
+    for line in output.decode().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"{field} not in {output!r}")
+
+
+ALL_NS = ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
+
+
+@pytest.mark.usefixtures("root_only")
+def test_the_child_runs_the_plan_and_execs() -> None:
+    code, out, report = _run_plan(_spec(
+        argv=["sh", "-c", "echo $$ $(hostname); grep -E '^(CapEff|CapBnd|NoNewPrivs)' "
+                          "/proc/self/status; cat /proc/sys/kernel/ostype; "
+                          "grep ' /proc/sys ' /proc/self/mountinfo | cut -d' ' -f6"],
+        namespaces=ALL_NS, hostname="planned", harden_mounts=True,
+        capabilities=_caps.effective_set(), no_new_privs=True), _plan.Host.learn())
+    assert (code, report) == (0, None), out
+    lines = out.decode().splitlines()
+    assert lines[0] == "1 planned"
+    assert _status_field(out, "CapEff") == DOCKER_MASK
+    assert _status_field(out, "CapBnd") == DOCKER_MASK
+    assert _status_field(out, "NoNewPrivs") == 1
+    assert lines[-2] == "Linux"
+    assert lines[-1].split(",")[0] == "ro"
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_wrong_guess_of_the_permitted_set_is_mended_in_the_child() -> None:
+    """The plan predicts what capset may set; when the process holds less (here the
+    host is told it holds all 64), EPERM sends the child to ask the kernel."""
+    host = _plan.Host.learn()
+    liar = _plan.Host(host.bounding, (1 << 64) - 1, host.readonly, host.masked, host.ignored)
+    code, out, report = _run_plan(_spec(
+        argv=["grep", "CapEff", "/proc/self/status"], namespaces=[],
+        capabilities=list(range(41))), liar)
+    assert (code, report) == (0, None)
+    _effective, permitted, _inheritable = _libc.capget()
+    assert _status_field(out, "CapEff") == permitted
+
+
+@pytest.mark.usefixtures("root_only")
+def test_missing_and_mistyped_mask_targets_are_taken_as_docker_takes_them() -> None:
+    """A path this kernel lacks is skipped; a file taken for a directory (or the
+    other way round) gets the other kind of mask."""
+    host = _plan.Host.learn()
+    odd = _plan.Host(host.bounding, host.permitted, ("/proc/no-such-entry",),
+                     (("/proc/no-such-dir", True), ("/proc/version", True),
+                      ("/proc/driver", False)), host.ignored)
+    code, out, report = _run_plan(_spec(
+        argv=["sh", "-c", "wc -c < /proc/version; ls /proc/driver | wc -l"],
+        namespaces=["pid", "mnt"], harden_mounts=True), odd)
+    assert (code, report) == (0, None), out
+    assert out.split() == [b"0", b"0"]  # /dev/null over the file, an empty tmpfs over the dir
+
+
+@pytest.mark.usefixtures("root_only")
+@pytest.mark.parametrize(("spec", "code", "step", "message"), [
+    ({"argv": ["no-such-command"]}, 127, "exec",
+     "exec 'no-such-command': No such file or directory"),
+    ({"argv": ["/proc/self/status"]}, 126, "exec",
+     "exec '/proc/self/status': Permission denied"),
+    ({"cwd": "/no/such/dir"}, 125, "chdir",
+     "working directory '/no/such/dir': No such file or directory"),
+    ({"cgroup_procs": ["/no/such/cgroup.procs"]}, 125, "cgroup",
+     "joining /no/such/cgroup.procs: No such file or directory"),
+])
+def test_a_failing_step_is_reported_with_its_exit_code(
+        spec: dict[str, Any], code: int, step: str, message: str) -> None:
+    got, _out, report = _run_plan({**_spec(namespaces=[]), **spec}, _plan.Host.learn())
+    assert got == code
+    assert report == {"step": step, "errno": report["errno"], "message": message}
+
+
+@pytest.mark.usefixtures("root_only")
+def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
+    """A spec exec could never take fails at once, as a "failed" event: nothing forks."""
+    import subprocess
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
+                               pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": {
+            "argv": ["true"], "env": {"A=B": "1"}, "stdio": [0, 0, 0]}}, [devnull])
+        os.close(devnull)
+        message, fds = spawner_message(ours)
+        assert fds == []
+        assert message["ev"] == "failed"
+        assert message["error"]["message"] == (
+            "exec 'true': illegal environment variable name 'A=B'")
+        assert Path(f"/proc/{spawner.pid}/task/{spawner.pid}/children").read_text() == ""
+    finally:
+        ours.close()
+        spawner.wait(timeout=10)
