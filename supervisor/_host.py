@@ -24,3 +24,22 @@ def host_facts() -> HostFacts:
     nodes = _read("/sys/devices/system/node/online")
     mems = parse_cpu_list_file(nodes) if nodes else frozenset({0})
     return HostFacts(cpu_count=len(cpus), cpus=cpus, mems=mems, environ=dict(os.environ))
+
+
+def available_memory() -> int:
+    """psutil.virtual_memory().available, from MemAvailable without importing psutil
+    (~7 ms) in the usual case; psutil's own estimate when the kernel's figure is
+    missing, 0 or above MemTotal (old kernels, some containers)."""
+    meminfo = _read("/proc/meminfo") or ""
+    fields = dict(line.split(":", 1) for line in meminfo.splitlines() if ":" in line)
+    try:
+        total = int(fields["MemTotal"].split()[0]) * 1024
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (KeyError, IndexError, ValueError):
+        available = total = 0
+    if 0 < available <= total:
+        return available
+    # Lazy: psutil is needed only for its fallback estimate.
+    import psutil
+
+    return int(psutil.virtual_memory().available)

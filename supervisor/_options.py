@@ -7,7 +7,6 @@ of a jobs file go through the same translation.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -116,6 +115,9 @@ def parse_capabilities(flag: str, names: Sequence[str]) -> tuple[str, ...]:
             try:
                 canonical = _caps.normalize(name)
             except ValueError:
+                # Lazy: difflib is for this error message only.
+                import difflib
+
                 bare = name.strip().upper().removeprefix("CAP_")
                 close = difflib.get_close_matches(bare, [*_caps.CAPABILITIES, _caps.ALL], 1)
                 hint = f" (did you mean {close[0]}?)" if close else " (see capabilities(7))"

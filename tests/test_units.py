@@ -702,3 +702,13 @@ def test_format_bytes_parses_back_close(n: int) -> None:
     assert len(number.partition(".")[2]) <= 2
     if unit != "EiB":
         assert abs(parse_size(text) - n) <= 0.005 * n + 1
+
+
+def test_available_memory_is_what_psutil_reports() -> None:
+    """The default --memory-budget, read without importing psutil: the kernel's
+    MemAvailable, which is psutil's figure too (both read it; it moves a little)."""
+    import psutil
+
+    from supervisor._host import available_memory
+
+    assert abs(available_memory() - psutil.virtual_memory().available) < 64 * 2**20

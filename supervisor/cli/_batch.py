@@ -13,35 +13,35 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import click
-import psutil
 import trio
-from rich.console import Console
-from rich.live import Live
 
 from .._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput
 from .._container import Container
 from .._errors import SuperviseError, UsageError
 from .._gc import gc_quietly
-from .._host import host_facts
+from .._host import available_memory, host_facts
 from .._jobs import Job, JobsFileError, parse_jobs
 from .._options import HostFacts, RunOptions, build_spec
 from .._result import Result
 from .._results_file import LineWriter, read_results, repair_torn_tail, resume_key, succeeded
-from .._sampler import Sampler, Target, sample_record
 from .._sampling import BatchProgress, ContainerSample, FinishedJob, HostSample
 from .._schedule import Admission, parse_halt, parse_retry_on
 from .._spec import DEVNULL
 from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, summarize
 from .._supervisor import Supervisor
 from .._units import format_bytes, parse_interval, parse_size
-from .._view import batch_view
 from ._flags import limit_options, parse_job_options, run_fields
 from ._signals import STOP_SIGNALS
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from .._sampler import Target
 
 EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY_S = 5.0
@@ -156,8 +156,7 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
         policy = BatchPolicy(
             admission=Admission(
                 max_jobs=max_jobs or host.cpu_count,
-                memory_budget=budget if budget is not None
-                else psutil.virtual_memory().available,
+                memory_budget=budget if budget is not None else available_memory(),
                 default_memory=_size("--default-memory", default_memory)),
             retries=retries, retry_on=parse_retry_on(retry_on),
             retry_memory_factor=retry_memory_factor, halt=parse_halt(halt))
@@ -298,6 +297,9 @@ class BatchRunner:
             counts=dict(self.batch.counts), elapsed_s=time.monotonic() - self.started_mono)
 
     def targets(self) -> list[Target]:
+        # Lazy: only the Monitor samples, and _sampler brings psutil (~7 ms).
+        from .._sampler import Target
+
         assert self.batch is not None
         return [Target(c.id, c.name, c.pid, shlex.join(c.spec.argv), c.started_at, c.cgroup)
                 for c in self.batch.running.values()]
@@ -393,15 +395,26 @@ class Monitor:
 
     async def run(self, runner: BatchRunner) -> None:
         """Until cancelled (the batch is over); the last frame shows the end state."""
+        # Lazy: psutil (~7 ms) is needed only when sampling.
+        from .._sampler import Sampler, sample_record
+
         sampler = Sampler()
         writer = LineWriter(self.stats_json) if self.stats_json is not None else None
-        console = Console(highlight=False)
-        display = Live(console=console, auto_refresh=False, redirect_stdout=False,
-                       redirect_stderr=True) if self.live else None
+        display: Live | None = None
+        if self.live:
+            # Lazy: rich (~15 ms) only for the live view, not for --stats-json alone.
+            from rich.console import Console
+            from rich.live import Live
+
+            from .._view import batch_view
+
+            console = Console(highlight=False)
+            display = Live(console=console, auto_refresh=False, redirect_stdout=False,
+                           redirect_stderr=True)
 
         def show(host: HostSample, rows: list[ContainerSample]) -> None:
             if display is not None:
-                width, height = console.size
+                width, height = display.console.size
                 display.update(batch_view(runner.progress(), host, rows, list(runner.finished),
                                           width=width, height=height - 1), refresh=True)
 
