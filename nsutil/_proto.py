@@ -32,6 +32,8 @@ LAST = b"."
 def encode(message: Message) -> list[bytes]:
     """The packets of one message."""
     body = marshal.dumps(message)
+    if len(body) <= CHUNK:
+        return [LAST + body]
     chunks = [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)] or [b""]
     return [(LAST if i == len(chunks) - 1 else MORE) + c for i, c in enumerate(chunks)]
 
@@ -59,28 +61,55 @@ class Decoder:
         self._parts: list[bytes] = []
         self._fds: list[int] = []
 
-    def feed(self, packet: bytes, fds: list[int]) -> tuple[Message, list[int]] | None:
-        self._fds.extend(fds)
+    def feed(self, packet: bytes | memoryview, fds: list[int]
+             ) -> tuple[Message, list[int]] | None:
+        """The message packet completes (None until then). packet may be a view of
+        the receiver's buffer: it is copied only when the message spans packets."""
+        if fds:
+            self._fds.extend(fds)
         if not packet:
             raise ValueError("empty packet")
-        self._parts.append(packet[1:])
-        if packet[:1] == MORE:
+        if packet[0] == MORE[0]:
+            self._parts.append(bytes(packet[1:]))
             return None
-        body = b"".join(self._parts)
-        self._parts = []
+        if self._parts:
+            body: bytes | memoryview = b"".join([*self._parts, packet[1:]])
+            self._parts = []
+        else:
+            body = packet[1:]  # the usual case: a whole message in one packet
         message = marshal.loads(body)
         if not isinstance(message, dict):
             raise ValueError("message is not an object")
         nfds = int(message.get("nfds", 0))
+        if not nfds and not self._fds:
+            return message, []
         got, self._fds = self._fds[:nfds], self._fds[nfds:]
         return message, got
 
 
 def send_blocking(sock: socket.socket, message: Message, fds: list[int] | None = None) -> None:
+    """Send message (to which "nfds" is added) with fds, on a blocking socket."""
     fds = fds or []
-    message = {**message, "nfds": len(fds)}
+    message["nfds"] = len(fds)
     for i, packet in enumerate(encode(message)):
         sock.sendmsg([packet], fds_ancillary(fds) if i == 0 else [])
+
+
+class Receiver:
+    """Receives packets into one reused buffer: no 32 KiB allocation per packet (in
+    the spawner, every page written between two forks is a copy-on-write fault)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray(CHUNK + 1)
+        self._view = memoryview(self._buffer)
+        self._ancillary_size = socket.CMSG_SPACE(MAX_FDS * 4)
+
+    def recv(self) -> tuple[memoryview, list[int]]:
+        """One packet (a view, valid until the next recv) and its fds; empty at EOF."""
+        size, ancdata, _flags, _addr = self._sock.recvmsg_into([self._buffer],
+                                                              self._ancillary_size)
+        return self._view[:size], fds_from_ancillary(ancdata) if ancdata else []
 
 
 def recv_packet(sock: socket.socket) -> tuple[bytes, list[int]]:

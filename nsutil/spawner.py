@@ -11,8 +11,9 @@ It talks to the supervisor over a SOCK_SEQPACKET socket (see `_proto`):
                             {"ev": "failed", "id", "error"}   (fork itself failed)
 
 For each container it makes a PID namespace (unshare, fork, setns back), so
-the child is PID 1 there and the spawner's own child: it reaps it and reports
-the wait status. The child sets PR_SET_PDEATHSIG=SIGKILL, and the spawner sets
+the child is PID 1 there and the spawner's own child: it watches the child's
+pidfd in its epoll set (no SIGCHLD handler), reaps it and reports the wait
+status. The child sets PR_SET_PDEATHSIG=SIGKILL, and the spawner sets
 it too against the supervisor: if the supervisor dies, the spawner dies, each
 PID 1 is killed, and with it its whole namespace. At EOF on its socket the
 spawner kills every container it started and exits.
@@ -24,7 +25,7 @@ import contextlib
 import errno
 import marshal
 import os
-import selectors
+import select
 import signal
 import socket
 import sys
@@ -47,7 +48,10 @@ def spawner_command(python: str | None = None) -> list[str]:
 class Spawner:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.children: dict[int, tuple[str, int]] = {}  # pid -> (container id, error pipe)
+        # pid -> (container id, error pipe, pidfd); pidfd -> pid
+        self.children: dict[int, tuple[str, int, int]] = {}
+        self.by_pidfd: dict[int, int] = {}
+        self.epoll = select.epoll()
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
@@ -90,12 +94,19 @@ class Spawner:
         os.close(err_w)
         for fd in fds:
             os.close(fd)
-        self.children[pid] = (cid, err_r)
-        pidfd = os.pidfd_open(pid)
         try:
-            self.send({"ev": "started", "id": cid, "pid": pid}, [pidfd])
-        finally:
-            os.close(pidfd)
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:  # out of fds: a container we could not watch must not run
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            err = exc.errno or errno.EIO
+            self._refuse(cid, [err_r], "fork", err, f"starting container: {os.strerror(err)}")
+            return
+        self.children[pid] = (cid, err_r, pidfd)
+        self.by_pidfd[pidfd] = pid
+        self.epoll.register(pidfd, select.EPOLLIN)
+        # The supervisor gets its own copy of the pidfd; ours stays in the epoll set.
+        self.send({"ev": "started", "id": cid, "pid": pid}, [pidfd])
 
     def _refuse(self, cid: str, fds: list[int], step: str, err: int, message: str) -> None:
         for fd in fds:
@@ -103,25 +114,20 @@ class Spawner:
         self.send({"ev": "failed", "id": cid,
                    "error": {"step": step, "errno": err, "message": message}})
 
-    def reap(self) -> None:
-        while self.children:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            entry = self.children.pop(pid, None)
-            if entry is None:
-                continue
-            cid, err_r = entry
-            report = _read_all(err_r)
-            error = marshal.loads(report) if report else None
-            self.send({
-                "ev": "exited", "id": cid, "pid": pid, "status": status, "error": error,
-                "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
-                           "maxrss_kib": usage.ru_maxrss},
-            })
+    def reap(self, pidfd: int) -> None:
+        """The child behind pidfd has exited (its pidfd is readable): reap and report it."""
+        pid = self.by_pidfd.pop(pidfd)
+        self.epoll.unregister(pidfd)
+        os.close(pidfd)
+        _pid, status, usage = os.wait4(pid, 0)
+        cid, err_r, _pidfd = self.children.pop(pid)
+        report = _read_all(err_r)
+        error = marshal.loads(report) if report else None
+        self.send({
+            "ev": "exited", "id": cid, "pid": pid, "status": status, "error": error,
+            "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
+                       "maxrss_kib": usage.ru_maxrss},
+        })
 
     def kill_all(self) -> None:
         for pid in list(self.children):
@@ -140,32 +146,21 @@ class Spawner:
         return True
 
     def serve(self) -> None:
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
-        sel = selectors.DefaultSelector()
-        sel.register(self.sock, selectors.EVENT_READ, "sock")
-        sel.register(wake_r, selectors.EVENT_READ, "wake")
-        running = True
+        sock_fd = self.sock.fileno()
+        self.epoll.register(sock_fd, select.EPOLLIN)
+        receiver = _proto.Receiver(self.sock)
         try:
-            while running:
-                for key, _events in sel.select():
-                    if key.data == "wake":
-                        try:
-                            while os.read(wake_r, 512):
-                                pass
-                        except BlockingIOError:
-                            pass
-                        self.reap()
+            while True:
+                for fd, _events in self.epoll.poll():
+                    if fd != sock_fd:
+                        self.reap(fd)
                         continue
-                    packet, fds = _proto.recv_packet(self.sock)
+                    packet, fds = receiver.recv()
                     if not packet:
-                        running = False
-                        break
+                        return
                     decoded = self.decoder.feed(packet, fds)
                     if decoded is not None and not self.handle(*decoded):
-                        running = False
-                        break
+                        return
         finally:
             self.kill_all()
 
