@@ -34,6 +34,7 @@ class V1Cgroup:
         self._dirs = dict(controller_dirs)
         self.paths: tuple[str, ...] = tuple(dict.fromkeys(self._dirs.values()))
         self.procs_files: tuple[str, ...] = tuple(f"{d}/cgroup.procs" for d in self.paths)
+        self.join_files: tuple[str, ...] = tuple(f"{d}/tasks" for d in self.paths)
         self._owns_parent = owns_parent
 
     def __repr__(self) -> str:

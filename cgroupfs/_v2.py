@@ -33,6 +33,7 @@ class V2Cgroup:
         self.path = path
         self.paths: tuple[str, ...] = (path,)
         self.procs_files: tuple[str, ...] = (f"{path}/cgroup.procs",)
+        self.join_files: tuple[str, ...] = self.procs_files
         self._owns_parent = owns_parent
 
     def __repr__(self) -> str:

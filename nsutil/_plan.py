@@ -150,8 +150,9 @@ def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int
          ("prctl", "set parent-death signal", FATAL, None)),
     ]
     # Join the cgroups first: every limit holds from here on, for everything this
-    # process and the command will ever do.
-    for path in spec.get("cgroup_procs", []):
+    # process and the command will ever do. The child has one thread, so a file
+    # that moves the writing thread (v1's tasks) moves the whole process.
+    for path in spec.get("cgroup_join", []):
         steps.append((join_cgroup, (os.fsencode(path),),
                       ("cgroup", f"joining {path}", FATAL, None)))
     flags = 0

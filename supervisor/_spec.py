@@ -64,7 +64,7 @@ class ContainerSpec:
         return [ns for ns in NAMESPACES if not (ns == "net" and self.network == "host")]
 
     def init_spec(
-        self, *, hostname: str, cgroup_procs: Sequence[str], loopback_request: bytes | None,
+        self, *, hostname: str, cgroup_join: Sequence[str], loopback_request: bytes | None,
         stdio: Sequence[int],
     ) -> dict[str, Any]:
         """The JSON-able dict the container's init (nsutil) consumes."""
@@ -74,7 +74,7 @@ class ContainerSpec:
             "cwd": self.workdir,
             "hostname": hostname,
             "namespaces": self.namespaces(),
-            "cgroup_procs": list(cgroup_procs),
+            "cgroup_join": list(cgroup_join),
             "loopback_request": loopback_request.hex() if loopback_request else None,
             "tty": self.tty,
             "stdio": list(stdio),

@@ -232,7 +232,7 @@ class Supervisor:
         try:
             fds, stdio = self._stdio(spec)
             init = spec.init_spec(
-                hostname=spec.hostname or cid, cgroup_procs=cgroup.procs_files,
+                hostname=spec.hostname or cid, cgroup_join=cgroup.join_files,
                 loopback_request=loopback, stdio=stdio,
             )
             started_at = time.time()

@@ -43,7 +43,7 @@ def _spec(**changes: Any) -> dict[str, Any]:
 
 def test_the_steps_follow_the_spec_in_order() -> None:
     plan = _plan.compile_plan(_spec(
-        cgroup_procs=["/sys/fs/cgroup/a/cgroup.procs"], loopback_request="00",
+        cgroup_join=["/sys/fs/cgroup/a/tasks"], loopback_request="00",
         harden_mounts=True, capabilities=[0, 5], user=[1000, 100], no_new_privs=True,
         cwd="/tmp"), [7, 8], _host(), error_fd=9)
     names = _names(plan)
@@ -215,8 +215,8 @@ def test_missing_and_mistyped_mask_targets_are_taken_as_docker_takes_them() -> N
      "exec '/proc/self/status': Permission denied"),
     ({"cwd": "/no/such/dir"}, 125, "chdir",
      "working directory '/no/such/dir': No such file or directory"),
-    ({"cgroup_procs": ["/no/such/cgroup.procs"]}, 125, "cgroup",
-     "joining /no/such/cgroup.procs: No such file or directory"),
+    ({"cgroup_join": ["/no/such/tasks"]}, 125, "cgroup",
+     "joining /no/such/tasks: No such file or directory"),
 ])
 def test_a_failing_step_is_reported_with_its_exit_code(
         spec: dict[str, Any], code: int, step: str, message: str) -> None:

@@ -24,11 +24,12 @@ from .conftest import require_controller
 
 
 def joiner(cgroup: cgroupfs.Cgroup) -> Callable[[], None]:
-    """A preexec_fn that joins the cgroup the way the spawner does: "0" into each cgroup.procs."""
-    procs_files = cgroup.procs_files
+    """A preexec_fn that joins the cgroup the way the spawner's child does: "0" into each
+    of its join files (v1: tasks, which moves the writing thread, here the only one)."""
+    join_files = cgroup.join_files
 
     def join() -> None:
-        for path in procs_files:
+        for path in join_files:
             fd = os.open(path, os.O_WRONLY)
             try:
                 os.write(fd, b"0")
@@ -139,6 +140,8 @@ def test_process_lifecycle(
         require_controller(real_layout, controller)
     cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout, limits=Limits(pids_max=20))
     made.append(cgroup)
+    assert [os.path.basename(f) for f in cgroup.join_files] == (
+        ["cgroup.procs"] if real_layout.kind == "v2" else ["tasks"] * len(cgroup.paths))
     # one process joins the spawner's way, another is added from outside
     script = "x = b'1' * (8 << 20); import time; sum(range(3_000_000)); time.sleep(100)"
     joined = subprocess.Popen([sys.executable, "-c", script], preexec_fn=joiner(cgroup))

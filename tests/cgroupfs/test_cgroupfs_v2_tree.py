@@ -189,6 +189,7 @@ def test_create_delegates_and_sets_limits(fake: FakeV2Kernel) -> None:
     assert isinstance(cgroup, cgroupfs.V2Cgroup)
     assert cgroup.paths == (str(leaf),)
     assert cgroup.procs_files == (str(leaf / "cgroup.procs"),)
+    assert cgroup.join_files == cgroup.procs_files
     # the supervisor moved itself into a leaf; the own cgroup delegates
     assert fake.procs(own / f"supervisor-{os.getpid()}") == [os.getpid()]
     assert (own / "cgroup.subtree_control").read_text().split() == ["cpu", "memory", "pids"]
