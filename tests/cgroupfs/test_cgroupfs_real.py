@@ -161,6 +161,12 @@ def test_process_lifecycle(
         assert stats.pids_limit == 20
         assert stats.oom_kills == 0
         assert stats.sampled_at_ns is not None
+        # what a result needs, and only that
+        final = cgroup.stats(final=True)
+        assert final.cpu_user_ns is not None and final.cpu_system_ns is not None
+        assert final.memory_peak_bytes is not None or real_layout.kind == "v2"
+        assert final.oom_kills == 0
+        assert final.memory_usage_bytes is None and final.pids_current is None
         cgroup.kill()
         assert joined.wait(5) == -signal.SIGKILL
         assert added.wait(5) == -signal.SIGKILL
