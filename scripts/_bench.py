@@ -537,14 +537,14 @@ def bench_scale(rep: Report, tmp: Path, n: int, idle_window: float) -> None:
 
 
 def find_state(name: str, timeout: float = 30) -> dict[str, Any]:
-    from supervisor._state import state_dir
+    from dataclasses import asdict
+
+    from supervisor._state import read_states
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in Path(state_dir()).glob("*.json"):
-            with contextlib.suppress(OSError, ValueError):
-                state = json.loads(entry.read_text())
-                if state.get("name") == name:
-                    return dict(state)
+        for state in read_states():
+            if state.name == name:
+                return asdict(state)
         time.sleep(0.02)
     raise BenchError(f"container {name} did not appear in the state directory")
 

@@ -5,8 +5,9 @@ session) leaves its state files and its containers' cgroups; its spawner and
 the containers' PID 1s die with it (PR_SET_PDEATHSIG), but stray processes may
 remain in the cgroups. Three kinds of leftovers are removed:
 
-- a state file whose supervisor is dead: whatever is still in its cgroups is
-  killed, the cgroups are removed, then the file;
+- a container in a journal whose supervisor is dead: whatever is still in its
+  cgroups is killed, the cgroups are removed, then its entry (and the journal
+  with its last entry);
 - a container cgroup under this process's own ``<own>/supervise/`` that no state
   file mentions, that holds no process and is older than a minute (a live
   supervisor creates the cgroup a moment before it writes the state file: the
@@ -257,7 +258,7 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         except (GcError, cgroupfs.CgroupError) as exc:
             report.errors.append(f"{state.id} ({state.name}): {exc}")
             continue
-        _state.remove_state(state.id, state_dir)
+        _state.remove_states([state.id], state_dir)
         with contextlib.suppress(ValueError):
             _state.release_name(state.name, state.id, state_dir)
         touched_parents.update(os.path.dirname(os.path.normpath(p)) for p in state.cgroup_paths)

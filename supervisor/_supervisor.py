@@ -53,6 +53,8 @@ class Supervisor:
         self._state_dir = state_dir or _state.state_dir()
         self._write_state = write_state
         self._own_start_ticks = _state.process_start_ticks(os.getpid())
+        self._journal = _state.Journal(
+            self._state_dir, _state.journal_key(os.getpid(), self._own_start_ticks))
         self._python = python
         self._client: SpawnerClient | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -99,6 +101,7 @@ class Supervisor:
                 await self._client.close()
             if self._devnull is not None:
                 os.close(self._devnull)
+            self._journal.close()
             if self._cgroup_parent is None:
                 with contextlib.suppress(cgroupfs.CgroupError):
                     cgroupfs.remove_unused_parents(self.layout)
@@ -161,7 +164,10 @@ class Supervisor:
         self._names.discard(container.name)
         if self._write_state:
             if not keep_state:
-                _state.remove_state(container.id, self._state_dir)
+                try:
+                    self._journal.remove(container.id)
+                except OSError as exc:
+                    self._warn(f"writing state to {self._state_dir}: {exc.strerror}")
             if container.spec.name is not None and container.unique_name:
                 _state.release_name(container.name, container.id, self._state_dir)
 
@@ -182,7 +188,7 @@ class Supervisor:
             line=spec.line,
         )
         try:
-            _state.write_state(state, self._state_dir)
+            self._journal.add(state)
         except OSError as exc:
             raise SuperviseError(
                 f"writing state to {self._state_dir}: {exc.strerror}") from exc

@@ -78,9 +78,11 @@ def test_stats_json_appends_samples(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     samples = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(samples) >= 3
-    with_rows = [s for s in samples if s["containers"]]
-    assert with_rows
-    row = with_rows[-1]["containers"][0]
+    # A sample taken while it surely runs (a last one may catch it as it exits).
+    rows = [c for s in samples for c in s["containers"]
+            if c["cpu_percent"] is not None and c["elapsed_s"] < 1.0]
+    assert rows
+    row = rows[-1]
     assert row["name"] == "sampled" and row["memory_limit_bytes"] == 64 << 20
-    assert row["pids"] >= 1 and row["cpu_percent"] is not None
+    assert row["pids"] >= 1
     assert samples[0]["host"]["memory_total_bytes"] > 0

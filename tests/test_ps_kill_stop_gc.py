@@ -204,7 +204,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
         yield h
     finally:
         h.close()
-    leftovers = list(h.state_dir.glob("*.json")) if h.state_dir.exists() else []
+    leftovers = list(h.state_dir.glob("*.journal")) if h.state_dir.exists() else []
     assert not leftovers, f"state files left behind: {leftovers}"
 
 
@@ -318,7 +318,7 @@ def test_gc_cleans_up_after_a_killed_supervisor(host: Host) -> None:
     assert done.stdout.startswith(f"removed {entry['id']} ({entry['name']})")
     assert not any(os.path.exists(p) for p in paths)
     assert host.ps("-a") == []
-    assert list(host.state_dir.glob("*.json")) == []
+    assert list(host.state_dir.glob("*.journal")) == []
     again = host.cli("gc")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     _wait_for_spawners_to_go(proc.pid)
@@ -341,7 +341,7 @@ def test_run_collects_garbage_first(host: Host) -> None:
 def test_gc_kills_what_is_left_in_a_stale_cgroup(host: Host) -> None:
     """A stale state whose cgroup still holds a process (not a PID 1 that died with
     its spawner): gc kills it, then removes the cgroup and the file."""
-    from supervisor._state import process_start_ticks, write_state
+    from supervisor._state import Journal, process_start_ticks
 
     name = f"gc{secrets.token_hex(5)}"
     cgroup = cgroupfs.create_cgroup(name)
@@ -350,11 +350,12 @@ def test_gc_kills_what_is_left_in_a_stale_cgroup(host: Host) -> None:
         cgroup.add_pid(stray.pid)
         dead = subprocess.Popen(["true"])
         dead.wait()
-        write_state(ContainerState(
+        journal = Journal(str(host.state_dir), f"{dead.pid}-1-test")
+        journal.add(ContainerState(
             id=name, name="stray", pid=stray.pid, pid_start_ticks=process_start_ticks(stray.pid),
             supervisor_pid=dead.pid, supervisor_start_ticks=1, cgroup_paths=list(cgroup.paths),
-            argv=["sleep", "60"], started_at="2026-01-01T00:00:00.000000Z"),
-            str(host.state_dir))
+            argv=["sleep", "60"], started_at="2026-01-01T00:00:00.000000Z"))
+        journal.close()  # its container is live: the journal stays, for gc
         assert [e["status"] for e in host.ps()] == ["orphaned"]
         done = host.cli("gc", "-q")
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

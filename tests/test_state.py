@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 
 from supervisor import ContainerSpec, Limits, Supervisor
+from supervisor import _state as state_module
 from supervisor._state import (
     ContainerState,
+    Journal,
     find,
     process_start_ticks,
     read_states,
+    remove_states,
+    replay,
     supervisor_alive,
-    write_state,
 )
 
 pytestmark = pytest.mark.usefixtures("root_only")
@@ -30,16 +33,70 @@ def _state(cid: str, name: str, **kw: object) -> ContainerState:
 
 
 def test_write_read_find(tmp_path: Path) -> None:
-    write_state(_state("abc123def456", "web"), str(tmp_path))
-    write_state(_state("abd999000111", "db"), str(tmp_path))
-    (tmp_path / "torn.json").write_text('{"id": "x"')
+    journal = Journal(str(tmp_path), "1-2-aaaaaa")
+    journal.add(_state("abc123def456", "web"))
+    other = Journal(str(tmp_path), "3-4-bbbbbb")
+    other.add(_state("abd999000111", "db"))
+    # a write under way: the torn last line is not (yet) a container
+    with open(other.path, "ab") as f:
+        f.write(b'+{"id": "x"')
     states = read_states(str(tmp_path))
-    assert [s.name for s in states] == ["web", "db"] or [s.name for s in states] == ["db", "web"]
+    assert sorted(s.name for s in states) == ["db", "web"]
     assert [s.id for s in find(states, "web")] == ["abc123def456"]
     assert [s.id for s in find(states, "abc")] == ["abc123def456"]
     assert len(find(states, "ab")) == 0  # too short to be a prefix
     assert len(find(states, "abd9")) == 1
-    assert not list(tmp_path.glob("*.tmp"))
+    journal.close()
+    other.close()
+
+
+def test_a_journal_records_starts_and_ends_and_goes_when_empty(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path / "new"), "1-2-cccccc")  # the directory is made on demand
+    journal.add(_state("a1", "one"))
+    journal.add(_state("b2", "two"))
+    journal.remove("a1")
+    text = Path(journal.path).read_bytes()
+    assert text.count(b"\n") == 3 and text.endswith(b"-a1\n")
+    assert [s.id for s in read_states(str(tmp_path / "new"))] == ["b2"]
+    journal.remove("b2")
+    assert not Path(journal.path).exists()  # nothing live: no journal
+    journal.add(_state("c3", "three"))  # and a new one when something starts again
+    assert [s.id for s in read_states(str(tmp_path / "new"))] == ["c3"]
+    journal.remove("c3")
+    journal.close()
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_journal_is_compacted_once_it_has_grown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module, "COMPACT_BYTES", 4096)
+    journal = Journal(str(tmp_path), "1-2-dddddd")
+    journal.add(_state("keep", "kept"))
+    for i in range(100):
+        journal.add(_state(f"c{i}", f"n{i}"))
+        journal.remove(f"c{i}")
+        assert Path(journal.path).stat().st_size <= 4096 + 512
+    assert [s.id for s in read_states(str(tmp_path))] == ["keep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1-2-dddddd.journal"]
+    journal.close()  # a live container: the journal stays, for gc
+    assert [s.id for s in read_states(str(tmp_path))] == ["keep"]
+
+
+def test_gc_strikes_entries_and_removes_an_emptied_journal(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path), "9-9-eeeeee")
+    journal.add(_state("x1", "x"))
+    journal.add(_state("y2", "y"))
+    journal.close()
+    remove_states(["x1"], str(tmp_path))
+    assert [s.id for s in read_states(str(tmp_path))] == ["y2"]
+    remove_states(["y2", "unknown"], str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_skips_what_it_cannot_read() -> None:
+    good = _state("g1", "good").to_json().encode()
+    text = b"+" + good + b"\n+not json\n-nobody\n?odd\n+" + good[:10]
+    assert list(replay(text)) == ["g1"]
 
 
 def test_a_dead_or_reused_supervisor_is_stale() -> None:
