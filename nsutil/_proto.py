@@ -105,10 +105,11 @@ class Receiver:
         self._view = memoryview(self._buffer)
         self._ancillary_size = socket.CMSG_SPACE(MAX_FDS * 4)
 
-    def recv(self) -> tuple[memoryview, list[int]]:
-        """One packet (a view, valid until the next recv) and its fds; empty at EOF."""
+    def recv(self, flags: int = 0) -> tuple[memoryview, list[int]]:
+        """One packet (a view, valid until the next recv) and its fds; empty at EOF.
+        BlockingIOError with MSG_DONTWAIT and nothing waiting."""
         size, ancdata, _flags, _addr = self._sock.recvmsg_into([self._buffer],
-                                                              self._ancillary_size)
+                                                              self._ancillary_size, flags)
         return self._view[:size], fds_from_ancillary(ancdata) if ancdata else []
 
 

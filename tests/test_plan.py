@@ -248,3 +248,39 @@ def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
     finally:
         ours.close()
         spawner.wait(timeout=10)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_spawns_sent_together_are_forked_together_and_each_reported() -> None:
+    """The spawner takes every spawn waiting on its socket before it forks any; each
+    still gets its own started and exited events, with its own status."""
+    import subprocess
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
+                               pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for i in range(6):
+            spec = {"argv": ["sh", "-c", f"exit {i}"], "env": {"PATH": "/usr/bin:/bin"},
+                    "namespaces": ["pid", "mnt"], "stdio": [0, 0, 0]}
+            _proto.send_blocking(ours, {"op": "spawn", "id": f"c{i}", "spec": spec}, [devnull])
+        os.close(devnull)
+        started: dict[str, int] = {}
+        exited: dict[str, int] = {}
+        while len(exited) < 6:
+            message, fds = spawner_message(ours)
+            for fd in fds:
+                os.close(fd)
+            if message["ev"] == "started":
+                started[message["id"]] = message["pid"]
+            else:
+                assert message["ev"] == "exited", message
+                assert message["pid"] == started[message["id"]]
+                exited[message["id"]] = os.waitstatus_to_exitcode(message["status"])
+        assert exited == {f"c{i}": i for i in range(6)}
+        assert len(set(started.values())) == 6
+    finally:
+        ours.close()
+        spawner.wait(timeout=10)
