@@ -107,12 +107,16 @@ def _remove_made(made: list[str]) -> None:
 
 
 def v1_controllers_for(limits: Limits | None) -> tuple[str, ...]:
-    """The v1 hierarchies a container in its own PID namespace needs (pure): memory,
-    cpuacct and pids always (its figures and the pids limit), cpu and cpuset only
-    for their limits. No freezer: killing PID 1 kills the whole PID namespace at
-    once. Fewer hierarchies, fewer mkdir/rmdir: each costs ~50 us in the kernel."""
-    chosen = ["memory", "cpuacct", "pids"]
+    """The v1 hierarchies a container in its own PID namespace needs (pure): memory
+    and cpuacct always (its figures), pids, cpu and cpuset only for their limits
+    (without a pids hierarchy the count of tasks comes from another one's ``tasks``).
+    No freezer: killing PID 1 kills the whole PID namespace at once. Fewer
+    hierarchies, less work per container: each costs a mkdir, an rmdir and the
+    child's join, ~0.1 ms in the kernel here."""
+    chosen = ["memory", "cpuacct"]
     if limits is not None:
+        if limits.pids_max is not None:
+            chosen.append("pids")
         if limits.cpu_shares is not None or limits.cpu_quota_us is not None:
             chosen.append("cpu")
         if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:

@@ -99,6 +99,12 @@ class V1Cgroup:
         for filename in chosen:
             directory = self._dirs.get(filename.split(".", 1)[0])
             if directory is None:
+                if filename == "pids.current" and self.paths:
+                    # No pids hierarchy (made only for a pids limit): count the tasks,
+                    # which every hierarchy of the container lists alike.
+                    tasks = _fs.read_optional(f"{self.paths[0]}/tasks")
+                    if tasks is not None:
+                        files[filename] = str(len(tasks.split()))
                 continue
             text = _fs.read_optional(f"{directory}/{filename}")
             if text is not None:

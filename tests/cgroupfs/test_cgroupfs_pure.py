@@ -299,10 +299,10 @@ def test_rebased_layout() -> None:
 
 
 def test_v1_controllers_for_limits() -> None:
-    assert cgroupfs.v1_controllers_for(None) == ("memory", "cpuacct", "pids")
-    assert cgroupfs.v1_controllers_for(Limits(memory_bytes=1 << 30)) == (
-        "memory", "cpuacct", "pids")
+    assert cgroupfs.v1_controllers_for(None) == ("memory", "cpuacct")
+    assert cgroupfs.v1_controllers_for(Limits(pids_max=64)) == ("memory", "cpuacct", "pids")
+    assert cgroupfs.v1_controllers_for(Limits(memory_bytes=1 << 30)) == ("memory", "cpuacct")
     assert cgroupfs.v1_controllers_for(Limits(cpu_quota_us=50000, cpuset_cpus="0")) == (
-        "memory", "cpu", "cpuacct", "cpuset", "pids")
+        "memory", "cpu", "cpuacct", "cpuset")
     assert "cpu" in cgroupfs.v1_controllers_for(Limits(cpu_shares=512))
     assert "freezer" not in cgroupfs.v1_controllers_for(Limits(cpu_shares=512, cpuset_mems="0"))

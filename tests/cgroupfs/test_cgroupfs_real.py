@@ -304,3 +304,28 @@ def test_cgroup_at_reopens_by_recorded_paths(
         assert again.stats(live=True).pids_current == 0
     finally:
         made.destroy()
+
+
+def test_v1_without_a_pids_limit_counts_tasks_without_a_pids_hierarchy(
+    real_layout: cgroupfs.Layout, cgroup_name: str, made: list[cgroupfs.Cgroup]
+) -> None:
+    if real_layout.kind == "v2":
+        pytest.skip("v1 only: v2 has every controller in one directory")
+    require_controller(real_layout, "memory")
+    controllers = cgroupfs.v1_controllers_for(Limits(memory_bytes=64 << 20))
+    assert "pids" not in controllers
+    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout, v1_controllers=controllers,
+                                    limits=Limits(memory_bytes=64 << 20))
+    made.append(cgroup)
+    assert not any("/pids/" in p for p in cgroup.paths)
+    script = "import threading, time; threading.Thread(target=time.sleep, args=(100,)).start()"
+    proc = subprocess.Popen([sys.executable, "-c", script], preexec_fn=joiner(cgroup))
+    try:
+        deadline = time.monotonic() + 10
+        while cgroup.stats(live=True).pids_current != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert cgroup.stats(live=True).pids_current == 2  # tasks: the process and its thread
+        assert cgroup.stats().pids_current == 2
+    finally:
+        proc.kill()
+        proc.wait()
