@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +35,11 @@ class Exited:
 @dataclass
 class _Pending:
     started: anyio.Event = field(default_factory=anyio.Event)
-    exited: anyio.Event = field(default_factory=anyio.Event)
     start: Started | None = None
     exit: Exited | None = None
+    exited: bool = False
     failure: dict[str, Any] | None = None
+    on_exit: Callable[[Exited | None], None] | None = None
 
 
 class SpawnerGone(SuperviseError):
@@ -95,13 +97,22 @@ class SpawnerClient:
             raise SuperviseError(str(pending.failure.get("message")))
         return pending.start
 
-    async def wait_exit(self, cid: str) -> Exited:
-        pending = self._pending[cid]
-        await pending.exited.wait()
-        self._pending.pop(cid, None)
-        if pending.exit is None:
-            raise SpawnerGone("the spawner died; the container's status is unknown")
-        return pending.exit
+    def watch(self, cid: str, on_exit: Callable[[Exited | None], None]) -> None:
+        """Call on_exit with the container's exit (None: the spawner died first) as
+        soon as the spawner reports it: from the event reader, no task per container."""
+        pending = self._pending.get(cid)
+        if pending is None or pending.exited:
+            self._pending.pop(cid, None)
+            on_exit(pending.exit if pending is not None else None)
+        else:
+            pending.on_exit = on_exit
+
+    def _exited(self, cid: str, pending: _Pending) -> None:
+        pending.exited = True
+        pending.started.set()
+        if pending.on_exit is not None:
+            self._pending.pop(cid, None)
+            pending.on_exit(pending.exit)
 
     def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
         event = message.get("ev")
@@ -120,12 +131,10 @@ class SpawnerClient:
                 pid=int(message["pid"]), status=int(message["status"]),
                 rusage=message.get("rusage") or {}, error=message.get("error"),
             )
-            pending.started.set()
-            pending.exited.set()
+            self._exited(str(message.get("id")), pending)
         elif event == "failed":
             pending.failure = message.get("error")
-            pending.started.set()
-            pending.exited.set()
+            self._exited(str(message.get("id")), pending)
 
     async def read_events(self) -> None:
         """Route events until the spawner closes its socket (run this in a task)."""
@@ -145,9 +154,8 @@ class SpawnerClient:
                     self._dispatch(*decoded)
         finally:
             self._closed = True
-            for pending in self._pending.values():
-                pending.started.set()
-                pending.exited.set()
+            for cid, pending in list(self._pending.items()):
+                self._exited(cid, pending)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Ask the spawner to stop (it kills what it still runs) and reap it."""

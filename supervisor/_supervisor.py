@@ -251,25 +251,14 @@ class Supervisor:
         container = Container(self, cid, name, spec, cgroup, started, started_at)
         container.unique_name = unique_name
         self._containers[cid] = container
+        client.watch(cid, container._on_exit)
         try:
             self._announce(container)
         except SuperviseError:
             container.kill()
             with anyio.CancelScope(shield=True):
-                await client.wait_exit(cid)
-                container._on_exit(None)
-                container._finish()
+                await container.wait()
             raise
-
-        async def watch() -> None:
-            try:
-                exited = await client.wait_exit(cid)
-            except SuperviseError:
-                exited = None
-            container._on_exit(exited)
-
-        assert self._tg is not None
-        self._tg.start_soon(watch)
         return container
 
     async def _spawn(self, cid: str, init: dict[str, Any], fds: list[int]
