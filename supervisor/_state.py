@@ -6,10 +6,10 @@ in other processes.
 started, `-<id>` when it is gone. Readers replay it; a torn last line (a write
 under way) is skipped. Appending costs one write per event, where a file per
 container (create, write, rename, unlink on tmpfs) cost ~9% of a batch of short
-jobs. A journal grown past COMPACT_BYTES is rewritten with only its live entries
-(atomically, by rename); one with no live entry left is removed. A container
-whose supervisor has died (its pid is gone, or was reused: the start time
-differs) is stale.
+jobs. A journal grown past COMPACT_BYTES and twice its live entries is rewritten
+with only those (atomically, by rename); one with no live entry left is removed.
+A container whose supervisor has died (its pid is gone, or was reused: the start
+time differs) is stale.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class Journal:
         self._fd: int | None = None
         self._live: dict[str, bytes] = {}  # id -> its "+" line
         self._size = 0
+        self._live_size = 0  # bytes of the live entries' lines
 
     def _open(self) -> int:
         if self._fd is None:
@@ -121,15 +122,20 @@ class Journal:
         line = b"+" + state.to_json().encode("ascii") + b"\n"
         self._append(line)
         self._live[state.id] = line
+        self._live_size += len(line)
 
     def remove(self, cid: str) -> None:
-        if self._live.pop(cid, None) is None:
+        line = self._live.pop(cid, None)
+        if line is None:
             return
+        self._live_size -= len(line)
         if not self._live:
             self.close()  # nothing live: no journal (the next add starts a new one)
             return
         self._append(f"-{cid}\n".encode("ascii"))
-        if self._size > COMPACT_BYTES:
+        # Rewritten once mostly dead: at most as much again as what is live, so the
+        # cost per container stays constant however many run at once.
+        if self._size > max(COMPACT_BYTES, 2 * self._live_size):
             self._compact()
 
     def _compact(self) -> None:

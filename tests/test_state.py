@@ -150,3 +150,30 @@ def test_names_are_unique_across_processes(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert not (tmp_path / "names" / "solo").exists()
     assert read_states(str(tmp_path)) == []
+
+
+def test_compaction_stays_linear_when_many_are_live(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live entries alone past the threshold: the journal is not rewritten at every
+    end (that would cost O(live) per container), only once it is half dead."""
+    monkeypatch.setattr(state_module, "COMPACT_BYTES", 4096)
+    journal = Journal(str(tmp_path), "1-2-ffffff")
+    rewrites = 0
+    real = Journal._compact
+
+    def counting(self: Journal) -> None:
+        nonlocal rewrites
+        rewrites += 1
+        real(self)
+
+    monkeypatch.setattr(Journal, "_compact", counting)
+    for i in range(200):  # ~40 KiB live, ten times the threshold
+        journal.add(_state(f"c{i:03}", f"n{i}"))
+    for i in range(150):
+        journal.remove(f"c{i:03}")
+    assert 1 <= rewrites <= 3
+    assert len(read_states(str(tmp_path))) == 50
+    for i in range(150, 200):
+        journal.remove(f"c{i:03}")
+    journal.close()
+    assert list(tmp_path.iterdir()) == []
