@@ -513,9 +513,10 @@ def bench_scale(rep: Report, tmp: Path, n: int, idle_window: float) -> None:
     cpu_what = f"CPU while idle, sampler at 1s, {n} containers"
     if big.idle_window_s is not None and big.idle_window_s < idle_window - 0.5:
         cpu_what += f" ({big.idle_window_s:.0f}s window)"
-    target = "<= 5% (at 200)" if n >= 200 else ""
+    # The issue sets it at 200 containers; the cost grows with their number.
+    target = "<= 5% (at 200)" if n == 200 else ""
     rep.add(Row(sec, cpu_what, big.idle_cpu_pct, "% of a CPU", target=target,
-                meets=at_most(big.idle_cpu_pct, 5) if n >= 200 else None))
+                meets=at_most(big.idle_cpu_pct, 5) if n == 200 else None))
     rep.add(Row(sec, "  of which the supervisor process", big.idle_cpu_pct_supervisor_only,
                 "% of a CPU"))
     rep.metric(sec, "containers", n)
