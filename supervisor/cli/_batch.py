@@ -265,11 +265,11 @@ class BatchRunner:
         self._seq += 1
         self.finished.append(FinishedJob(result.name, result.status, result.exit_code,
                                              result.wall_s, result.peak_memory_bytes))
-        for writer, line in ((self.results, result.to_json()),
-                             (self.joblog, joblog_line(self._seq, result))):
+        for writer, line_of in ((self.results, result.to_json),
+                                (self.joblog, lambda: joblog_line(self._seq, result))):
             if writer is not None:
                 try:
-                    writer.write(line)
+                    writer.write(line_of())
                 except OSError as exc:
                     self.warn_once(writer.path, f"{writer.path}: {exc.strerror}: records are "
                                    "being lost")
