@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-import nsutil
+from nsutil import _proto
 
 from ._errors import SuperviseError
 from ._launch import launch, take_prestarted
@@ -53,7 +53,7 @@ class SpawnerClient:
         self._sock = sock
         self._process = process
         self._pending: dict[str, _Pending] = {}
-        self._decoder = nsutil.Decoder()
+        self._decoder = _proto.Decoder()
         self._send_lock = anyio.Lock()
         self._closed = False
 
@@ -72,8 +72,8 @@ class SpawnerClient:
     async def _send(self, message: dict[str, Any], fds: list[int]) -> None:
         message = {**message, "nfds": len(fds)}
         async with self._send_lock:
-            for i, packet in enumerate(nsutil.encode(message)):
-                anc = nsutil.fds_ancillary(fds) if i == 0 else []
+            for i, packet in enumerate(_proto.encode(message)):
+                anc = _proto.fds_ancillary(fds) if i == 0 else []
                 while True:
                     try:
                         self._sock.sendmsg([packet], anc)
@@ -141,7 +141,7 @@ class SpawnerClient:
         try:
             while True:
                 try:
-                    packet, fds = nsutil.recv_packet(self._sock)
+                    packet, fds = _proto.recv_packet(self._sock)
                 except BlockingIOError:
                     await anyio.wait_readable(self._sock)
                     continue
