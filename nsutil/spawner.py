@@ -89,7 +89,9 @@ class Spawner:
     def _prepare(self, message: dict[str, Any], fds: list[int]) -> _Pending | None:
         cid = str(message["id"])
         spec: dict[str, Any] = message["spec"]
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # Non-blocking: containers forked in one group hold each other's write ends
+        # until they exec, so EOF may come late; a dead child's report is all there.
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             # Everything the child will do, worked out here (see _plan): the child
             # only makes the calls.
@@ -157,7 +159,7 @@ class Spawner:
         os.close(pidfd)
         _pid, status, usage = os.wait4(pid, 0)
         cid, err_r, _pidfd = self.children.pop(pid)
-        report = _read_all(err_r)
+        report = read_report(err_r)
         error = marshal.loads(report) if report else None
         self.send({
             "ev": "exited", "id": cid, "pid": pid, "status": status, "error": error,
@@ -212,11 +214,14 @@ class Spawner:
                     os.close(fd)
 
 
-def _read_all(fd: int) -> bytes:
+def read_report(fd: int) -> bytes:
+    """What a dead child wrote on its error pipe (non-blocking; closes fd)."""
     chunks = []
     try:
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
+    except BlockingIOError:
+        pass  # a sibling forked with it still holds the write end: nothing more will come
     finally:
         os.close(fd)
     return b"".join(chunks)

@@ -284,3 +284,23 @@ def test_spawns_sent_together_are_forked_together_and_each_reported() -> None:
     finally:
         ours.close()
         spawner.wait(timeout=10)
+
+
+def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
+    """Containers forked in one group inherit each other's error pipes until they
+    exec: reading a dead child's report must not wait for EOF."""
+    from nsutil.spawner import read_report
+
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    sibling = os.dup(w)
+    try:
+        os.write(w, marshal.dumps({"step": "exec", "errno": 2, "message": "m"}))
+        os.close(w)
+        assert marshal.loads(read_report(r)) == {"step": "exec", "errno": 2, "message": "m"}
+        r2, w2 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        held = os.dup(w2)
+        os.close(w2)
+        assert read_report(r2) == b""  # nothing written, a write end still open
+        os.close(held)
+    finally:
+        os.close(sibling)
