@@ -12,7 +12,7 @@ import anyio
 
 import cgroupfs
 
-from ._result import Result, classify, exit_code_from_wait_status, iso_utc
+from ._result import Result, classify, cpu_times, exit_code_from_wait_status, iso_utc
 from ._spawner_client import Exited, SpawnerGone, Started
 from ._spec import ContainerSpec
 
@@ -156,11 +156,10 @@ class Container:
         oom_killed = bool(stats and stats.oom_kills)
         if oom_killed and exit_code not in (None, 0):
             exit_code = 137  # docker's convention: what the kernel's SIGKILL would give
-        cpu_user = _seconds(stats.cpu_user_ns) if stats else None
-        cpu_system = _seconds(stats.cpu_system_ns) if stats else None
-        if exited is not None and cpu_user is None:
-            cpu_user = float(exited.rusage.get("utime", 0.0))
-            cpu_system = float(exited.rusage.get("stime", 0.0))
+        rusage = exited.rusage if exited is not None else {}
+        cpu_user, cpu_system = cpu_times(
+            stats.cpu_user_ns if stats else None, stats.cpu_system_ns if stats else None,
+            _float(rusage.get("utime")), _float(rusage.get("stime")))
         ended_mono = self._ended_mono or time.monotonic()
         ended_at = self._ended_at or time.time()
         status = classify(
@@ -192,8 +191,8 @@ def catches_signal(pid: int, sig: int) -> bool | None:
     return None
 
 
-def _seconds(ns: int | None) -> float | None:
-    return None if ns is None else round(ns / 1e9, 6)
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _setup_error(exited: Exited | None, error: str | None) -> str | None:

@@ -170,6 +170,31 @@ def classify(
     return "ok"
 
 
+def cpu_times(
+    cgroup_user_ns: int | None, cgroup_system_ns: int | None,
+    rusage_user_s: float | None, rusage_system_s: float | None,
+) -> tuple[float | None, float | None]:
+    """A finished container's user and system CPU seconds, as exact as the kernel
+    gives them.
+
+    The spawner's wait4 rusage of PID 1 is exact, and covers every process of the
+    PID namespace that was waited for (PID 1, as it dies, waits for those left).
+    Cgroup v1's counters are charged a scheduler tick at a time (4 ms at HZ=250: a
+    short job reads 0 or a whole tick), but also count what nobody waited for (the
+    children of a parent that ignores SIGCHLD). So the rusage, unless the cgroup
+    saw clearly more."""
+    if rusage_user_s is None or rusage_system_s is None:
+        if cgroup_user_ns is None or cgroup_system_ns is None:
+            return None, None
+        return round(cgroup_user_ns / 1e9, 6), round(cgroup_system_ns / 1e9, 6)
+    if cgroup_user_ns is not None and cgroup_system_ns is not None:
+        cgroup_s = (cgroup_user_ns + cgroup_system_ns) / 1e9
+        rusage_s = rusage_user_s + rusage_system_s
+        if cgroup_s > rusage_s + max(0.02, 0.05 * rusage_s):
+            return round(cgroup_user_ns / 1e9, 6), round(cgroup_system_ns / 1e9, 6)
+    return round(rusage_user_s, 6), round(rusage_system_s, 6)
+
+
 def iso_utc(epoch_seconds: float) -> str:
     """Format a Unix time as ISO 8601 UTC with microseconds: "2026-11-29T05:17:51.123456Z"."""
     moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=datetime.UTC)

@@ -16,6 +16,7 @@ from supervisor._result import (
     STATUSES,
     Result,
     classify,
+    cpu_times,
     exit_code_from_wait_status,
     iso_utc,
 )
@@ -404,3 +405,28 @@ def test_iso_utc_parses_back(epoch: float) -> None:
     assert len(text) == 27 and text.endswith("Z")
     parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     assert abs(parsed - epoch) <= 2e-6
+
+
+# --- cpu_times -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "rusage", "expected"),
+    [
+        # a short job: the cgroup charged one 4 ms tick, the rusage is exact
+        ((4_000_000, 0), (0.0012, 0.0004), (0.0012, 0.0004)),
+        ((0, 0), (0.0012, 0.0004), (0.0012, 0.0004)),
+        # within the cgroup's granularity: the exact figures
+        ((1_000_000_000, 8_000_000), (0.99, 0.0101), (0.99, 0.0101)),
+        # the cgroup saw much more (children nobody waited for): the cgroup's
+        ((900_000_000, 100_000_000), (0.1, 0.01), (0.9, 0.1)),
+        # one source missing: the other
+        ((4_000_000, 0), (None, None), (0.004, 0.0)),
+        ((None, None), (0.25, 0.125), (0.25, 0.125)),
+        ((None, None), (None, None), (None, None)),
+    ],
+)
+def test_cpu_times_prefer_the_exact_rusage_unless_the_cgroup_saw_more(
+        cgroup: tuple[int | None, int | None], rusage: tuple[float | None, float | None],
+        expected: tuple[float | None, float | None]) -> None:
+    assert cpu_times(*cgroup, *rusage) == expected
