@@ -138,8 +138,10 @@ class Plan:
         self.tty = tty
 
 
-def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int) -> Plan:
-    """The plan for one init spec (see `_init`), its stdio among fds. ValueError for a
+def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int, *,
+                 joined: bool = False) -> Plan:
+    """The plan for one init spec (see `_init`), its stdio among fds; joined: the
+    child is born in its cgroup (clone3), so it joins none. ValueError for a
     command or environment exec cannot take (a NUL byte, a name with "=")."""
     argv: list[str] = spec["argv"]
     env: dict[str, str] = spec.get("env") or {}
@@ -152,7 +154,7 @@ def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int
     # Join the cgroups first: every limit holds from here on, for everything this
     # process and the command will ever do. The child has one thread, so a file
     # that moves the writing thread (v1's tasks) moves the whole process.
-    for path in spec.get("cgroup_join", []):
+    for path in () if joined else spec.get("cgroup_join", []):
         steps.append((join_cgroup, (os.fsencode(path),),
                       ("cgroup", f"joining {path}", FATAL, None)))
     flags = 0

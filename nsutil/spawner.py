@@ -48,16 +48,18 @@ def spawner_command(python: str | None = None) -> list[str]:
 class _Pending:
     """A spawn compiled and waiting for its fork."""
 
-    __slots__ = ("cid", "err_r", "err_w", "fds", "new_pid_ns", "plan")
+    __slots__ = ("cgroup_fd", "cid", "err_r", "err_w", "fds", "new_pid_ns", "plan", "spec")
 
-    def __init__(self, cid: str, plan: _plan.Plan, new_pid_ns: bool, err_r: int, err_w: int,
-                 fds: list[int]) -> None:
+    def __init__(self, cid: str, spec: dict[str, Any], plan: _plan.Plan, err_r: int,
+                 err_w: int, fds: list[int], cgroup_fd: int | None) -> None:
         self.cid = cid
+        self.spec = spec
         self.plan = plan
-        self.new_pid_ns = new_pid_ns
+        self.new_pid_ns = "pid" in spec.get("namespaces", [])
         self.err_r = err_r
         self.err_w = err_w
         self.fds = fds
+        self.cgroup_fd = cgroup_fd  # born into this v2 cgroup (clone3), not joining it
 
 
 class Spawner:
@@ -70,6 +72,7 @@ class Spawner:
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
+        self.clone3 = True  # until the kernel says it lacks clone3's CLONE_INTO_CGROUP
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         _proto.send_blocking(self.sock, message, fds)
@@ -93,18 +96,37 @@ class Spawner:
         # until they exec, so EOF may come late; a dead child's report is all there.
         err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
+            # A v2 cgroup's directory, when the supervisor sent one: the child is born
+            # in it and joins nothing.
+            index = spec.get("cgroup_fd")
+            cgroup_fd = fds[index] if index is not None and self.clone3 else None
             # Everything the child will do, worked out here (see _plan): the child
             # only makes the calls.
-            plan = _plan.compile_plan(spec, fds, self.host, err_w)
+            plan = _plan.compile_plan(spec, fds, self.host, err_w,
+                                      joined=cgroup_fd is not None)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             self._refuse(cid, [err_r, err_w, *fds], "spec", errno.EINVAL,
                          f"exec {spec.get('argv', ['?'])[0]!r}: {exc}")
             return None
-        return _Pending(cid, plan, "pid" in spec.get("namespaces", []), err_r, err_w, fds)
+        return _Pending(cid, spec, plan, err_r, err_w, fds, cgroup_fd)
 
     def _fork(self, entry: _Pending) -> int:
         """The child's pid; -errno if the fork failed. Never returns in the child."""
         new_pid_ns = entry.new_pid_ns
+        if entry.cgroup_fd is not None:
+            try:
+                pid = _libc.clone_into_cgroup(_libc.CLONE_NEWPID if new_pid_ns else 0,
+                                              entry.cgroup_fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.E2BIG, errno.EINVAL):
+                    return -(exc.errno or errno.EIO)
+                # A kernel before 5.7: fork, and the child joins as on v1.
+                self.clone3 = False
+                entry.plan = _plan.compile_plan(entry.spec, entry.fds, self.host, entry.err_w)
+            else:
+                if pid == 0:
+                    _init.child_main(entry.plan, entry.err_w)
+                return pid
         try:
             if new_pid_ns:
                 _libc.unshare(_libc.CLONE_NEWPID)

@@ -235,12 +235,21 @@ class Supervisor:
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
+        cgroup_fd: int | None = None
         try:
             fds, stdio = self._stdio(spec)
             init = spec.init_spec(
                 hostname=spec.hostname or cid, cgroup_join=cgroup.join_files,
                 loopback_request=loopback, stdio=stdio,
             )
+            if isinstance(cgroup, cgroupfs.V2Cgroup):
+                # The spawner makes PID 1 inside the cgroup (clone3 CLONE_INTO_CGROUP):
+                # no migration, so no global lock (and its RCU grace period). Without
+                # the fd, PID 1 joins through cgroup.procs as before.
+                with contextlib.suppress(OSError):
+                    cgroup_fd = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    init["cgroup_fd"] = len(fds)
+                    fds = [*fds, cgroup_fd]
             started_at = time.time()
             client, started = await self._spawn(cid, init, fds)
         except BaseException:
@@ -248,6 +257,9 @@ class Supervisor:
             with anyio.CancelScope(shield=True):
                 cgroup.destroy()
             raise
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
         container = Container(self, cid, name, spec, cgroup, started, started_at)
         container.unique_name = unique_name
         self._containers[cid] = container

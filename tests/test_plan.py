@@ -4,6 +4,8 @@ the errnos the policies forgive. Real forks as root for the second half."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import marshal
 import os
 import socket
@@ -304,3 +306,103 @@ def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
         os.close(held)
     finally:
         os.close(sibling)
+
+
+def test_a_child_born_in_its_cgroup_joins_none() -> None:
+    spec = _spec(cgroup_join=["/sys/fs/cgroup/x/cgroup.procs"])
+    assert "cgroup" in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3))
+    assert "cgroup" not in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3,
+                                                     joined=True))
+
+
+@pytest.mark.usefixtures("root_only")
+def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before 5.7 (ENOSYS, E2BIG or EINVAL from clone3): the spawner falls
+    back to fork, with a plan that joins, and stops trying clone3."""
+    from nsutil.spawner import Spawner
+
+    def no_clone3(flags: int, cgroup_fd: int) -> int:
+        raise OSError(errno.ENOSYS, "clone3: Function not implemented")
+
+    monkeypatch.setattr(_libc, "clone_into_cgroup", no_clone3)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        spawner = Spawner(theirs)
+        fds = [os.open("/dev/null", os.O_RDWR), os.open("/", os.O_RDONLY | os.O_DIRECTORY)]
+        # A join that fails shows the child tried to join (clone3 would have made it
+        # unnecessary).
+        entry = spawner._prepare({"id": "x", "spec": {
+            "argv": ["true"], "stdio": [0, 0, 0], "cgroup_fd": 1, "namespaces": ["pid"],
+            "cgroup_join": ["/no/such/cgroup/tasks"]}}, fds)
+        assert entry is not None and entry.cgroup_fd == fds[1]
+        assert "cgroup" not in _names(entry.plan)
+        pid = spawner._fork(entry)
+        assert pid > 0 and not spawner.clone3
+        assert "cgroup" in _names(entry.plan)
+        spawner._started(entry, pid)
+        message, got = spawner_message(ours)
+        for fd in got:
+            os.close(fd)
+        assert (message["ev"], message["pid"]) == ("started", pid)
+        _pid, status = os.waitpid(pid, 0)
+        report = read_report_of(entry)
+        assert os.waitstatus_to_exitcode(status) == 125
+        assert report["message"] == "joining /no/such/cgroup/tasks: No such file or directory"
+        for pidfd in list(spawner.by_pidfd):
+            os.close(pidfd)
+        os.close(spawner.own_pid_ns)
+        spawner.epoll.close()
+
+
+def read_report_of(entry: Any) -> Any:
+    from nsutil.spawner import read_report
+
+    return marshal.loads(read_report(entry.err_r))
+
+
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
+    """clone3(CLONE_INTO_CGROUP): with the cgroup's directory and no file to join
+    through, the child is in its cgroup from its first instruction."""
+    import subprocess
+
+    import cgroupfs
+
+    layout = cgroupfs.detect_layout()
+    if layout.kind != "v2":
+        pytest.skip("cgroup v2 only (run in the v2 VM)")
+    cgroup = cgroupfs.create_cgroup(f"born{os.getpid()}", layout=layout)
+    assert isinstance(cgroup, cgroupfs.V2Cgroup)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
+                               pass_fds=[theirs.fileno()])
+    theirs.close()
+    out_r, out_w = os.pipe()
+    try:
+        directory = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        _proto.send_blocking(ours, {"op": "spawn", "id": "b", "spec": {
+            "argv": ["cat", "/proc/self/cgroup"], "env": {"PATH": "/usr/bin:/bin"},
+            "namespaces": ["pid"], "stdio": [0, 1, 1], "cgroup_fd": 2}},
+            [devnull, out_w, directory])
+        for fd in (devnull, out_w, directory):
+            os.close(fd)
+        events = []
+        while not events or events[-1]["ev"] != "exited":
+            message, fds = spawner_message(ours)
+            for fd in fds:
+                os.close(fd)
+            events.append(message)
+        assert os.waitstatus_to_exitcode(events[-1]["status"]) == 0, events
+        with os.fdopen(out_r, "rb") as out:
+            line = out.read().decode().strip()
+        assert layout.v2_mount is not None
+        assert line == "0::" + cgroup.path.removeprefix(layout.v2_mount.rstrip("/"))
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(out_r)
+        ours.close()
+        spawner.wait(timeout=10)
+        cgroup.destroy()
