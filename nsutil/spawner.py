@@ -10,7 +10,8 @@ It talks to the supervisor over a SOCK_SEQPACKET socket (see `_proto`):
                             {"ev": "exited", "id", "pid", "status", "rusage", "error"}
                             {"ev": "failed", "id", "error"}   (fork itself failed)
 
-For each container it makes a PID namespace (unshare, fork, setns back), so
+For each container it makes a PID namespace (unshare, fork, setns back; on
+cgroup v2 one clone3, which also makes the child inside its cgroup), so
 the child is PID 1 there and the spawner's own child: it watches the child's
 pidfd in its epoll set (no SIGCHLD handler), reaps it and reports the wait
 status. The child sets PR_SET_PDEATHSIG=SIGKILL, and the spawner sets
