@@ -4,11 +4,13 @@ Started once per supervisor (see `spawner_command`), it imports only the
 standard library, so forking it costs a fraction of forking the supervisor.
 It talks to the supervisor over a SOCK_SEQPACKET socket (see `_proto`):
 
-    supervisor -> spawner   {"op": "spawn", "id", "spec"} + stdio fds
+    supervisor -> spawner   {"op": "spawn", "id", "spec"} + stdio fds (and on v2
+                                the cgroup's directory, spec["cgroup_fd"] its index)
                             {"op": "shutdown"}
     spawner -> supervisor   {"ev": "started", "id", "pid"} + a pidfd
                             {"ev": "exited", "id", "pid", "status", "rusage", "error"}
-                            {"ev": "failed", "id", "error"}   (fork itself failed)
+                            {"ev": "failed", "id", "error"}   (a spec exec could never
+                                take, or the fork itself failed)
 
 For each container it makes a PID namespace (unshare, fork, setns back; on
 cgroup v2 one clone3, which also makes the child inside its cgroup), so
