@@ -39,6 +39,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# Spawns forked together at most (see Spawner.spawn_all); a batch at -j 8 rarely
+# has more than 8 waiting.
+GROUP_MAX = 32
+
 _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -218,8 +222,10 @@ class Spawner:
 
     def _drain(self, receiver: _proto.Receiver,
                spawns: list[tuple[dict[str, Any], list[int]]]) -> bool:
-        """Collect the spawns waiting on the socket; False at EOF or a shutdown."""
-        while True:
+        """Collect the spawns waiting on the socket, at most GROUP_MAX (the rest wait
+        for the next round: the first of a thousand is not kept waiting for the
+        last); False at EOF or a shutdown."""
+        while len(spawns) < GROUP_MAX:
             try:
                 packet, fds = receiver.recv(socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -237,6 +243,7 @@ class Spawner:
             else:
                 for fd in decoded[1]:
                     os.close(fd)
+        return True
 
 
 def read_report(fd: int) -> bytes:

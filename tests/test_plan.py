@@ -253,8 +253,9 @@ def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
 
 
 @pytest.mark.usefixtures("root_only")
-def test_spawns_sent_together_are_forked_together_and_each_reported() -> None:
-    """The spawner takes every spawn waiting on its socket before it forks any; each
+@pytest.mark.parametrize("count", [6, 40])  # 40: more than one group (GROUP_MAX)
+def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) -> None:
+    """The spawner takes the spawns waiting on its socket before it forks any; each
     still gets its own started and exited events, with its own status."""
     import subprocess
 
@@ -264,14 +265,14 @@ def test_spawns_sent_together_are_forked_together_and_each_reported() -> None:
     theirs.close()
     try:
         devnull = os.open("/dev/null", os.O_RDWR)
-        for i in range(6):
+        for i in range(count):
             spec = {"argv": ["sh", "-c", f"exit {i}"], "env": {"PATH": "/usr/bin:/bin"},
                     "namespaces": ["pid", "mnt"], "stdio": [0, 0, 0]}
             _proto.send_blocking(ours, {"op": "spawn", "id": f"c{i}", "spec": spec}, [devnull])
         os.close(devnull)
         started: dict[str, int] = {}
         exited: dict[str, int] = {}
-        while len(exited) < 6:
+        while len(exited) < count:
             message, fds = spawner_message(ours)
             for fd in fds:
                 os.close(fd)
@@ -281,8 +282,8 @@ def test_spawns_sent_together_are_forked_together_and_each_reported() -> None:
                 assert message["ev"] == "exited", message
                 assert message["pid"] == started[message["id"]]
                 exited[message["id"]] = os.waitstatus_to_exitcode(message["status"])
-        assert exited == {f"c{i}": i for i in range(6)}
-        assert len(set(started.values())) == 6
+        assert exited == {f"c{i}": i for i in range(count)}
+        assert len(set(started.values())) == count
     finally:
         ours.close()
         spawner.wait(timeout=10)
