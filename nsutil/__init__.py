@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         child_main,
     )
     from ._plan import Host, Plan, compile_plan
-    from ._proto import CHUNK, Decoder, encode, fds_ancillary, recv_packet, send_blocking
+    from ._proto import CHUNK, Decoder, Receiver, encode, fds_ancillary, send_blocking
     from .spawner import Spawner, spawner_command
 
 _EXPORTS = {
@@ -33,7 +33,7 @@ _EXPORTS = {
     "EXIT_SETUP_FAILED": "._init", "StepError": "._init", "child_main": "._init",
     "Host": "._plan", "Plan": "._plan", "compile_plan": "._plan",
     "CHUNK": "._proto", "Decoder": "._proto", "encode": "._proto",
-    "fds_ancillary": "._proto", "recv_packet": "._proto", "send_blocking": "._proto",
+    "fds_ancillary": "._proto", "Receiver": "._proto", "send_blocking": "._proto",
     "Spawner": ".spawner", "spawner_command": ".spawner",
 }
 
@@ -45,13 +45,13 @@ __all__ = [
     "Decoder",
     "Host",
     "Plan",
+    "Receiver",
     "Spawner",
     "StepError",
     "child_main",
     "compile_plan",
     "encode",
     "fds_ancillary",
-    "recv_packet",
     "send_blocking",
     "spawner_command",
 ]

@@ -111,11 +111,3 @@ class Receiver:
         size, ancdata, _flags, _addr = self._sock.recvmsg_into([self._buffer],
                                                               self._ancillary_size, flags)
         return self._view[:size], fds_from_ancillary(ancdata) if ancdata else []
-
-
-def recv_packet(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One packet and the fds that came with it; b"" at EOF."""
-    data, ancdata, _flags, _addr = sock.recvmsg(
-        CHUNK + 1, socket.CMSG_SPACE(MAX_FDS * 4)
-    )
-    return data, fds_from_ancillary(ancdata)

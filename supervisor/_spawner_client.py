@@ -54,6 +54,7 @@ class SpawnerClient:
         self._process = process
         self._pending: dict[str, _Pending] = {}
         self._decoder = _proto.Decoder()
+        self._receiver = _proto.Receiver(sock)
         self._send_lock = anyio.Lock()
         self._closed = False
 
@@ -141,7 +142,7 @@ class SpawnerClient:
         try:
             while True:
                 try:
-                    packet, fds = _proto.recv_packet(self._sock)
+                    packet, fds = self._receiver.recv()
                 except BlockingIOError:
                     await anyio.wait_readable(self._sock)
                     continue

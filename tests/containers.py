@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from nsutil import _proto
+from nsutil import _proto, spawner_command
 from supervisor import ContainerSpec, Result, Supervisor
 
 PYTHON = sys.executable
@@ -55,9 +56,29 @@ def supervise(
 
 def spawner_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """The next whole message (and its fds) a spawner sends on sock (blocking)."""
-    decoder = _proto.Decoder()
+    decoder, receiver = _proto.Decoder(), _proto.Receiver(sock)
     decoded = None
     while decoded is None:
-        packet, fds = _proto.recv_packet(sock)
+        packet, fds = receiver.recv()
         decoded = decoder.feed(packet, fds)
     return decoded
+
+
+@contextlib.contextmanager
+def spawner_process() -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
+    """A spawner of our own (no supervisor around it) and our end of its socket;
+    closing the socket at the end makes it kill what it runs and exit."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()),
+                                str(os.getpid())], pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        yield ours, spawner
+    finally:
+        ours.close()
+        if spawner.poll() is None:
+            try:
+                spawner.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                spawner.kill()
+                spawner.wait()

@@ -14,7 +14,6 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,12 @@ from typing import Any
 import anyio
 import pytest
 
-from nsutil import _caps, _proto, spawner_command
+from nsutil import _caps, _proto
 from supervisor import ContainerSpec, Supervisor
 from supervisor._errors import UsageError
 from supervisor._options import parse_capabilities, parse_user
 
-from .containers import PYTHON, run_capture, spawner_message, supervise
+from .containers import PYTHON, run_capture, spawner_message, spawner_process, supervise
 
 DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
 
@@ -542,42 +541,35 @@ def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
     """Straight to nsutil (no supervisor to clean up after it): SIGKILL the spawner,
     and PID 1, after its user switch or as --init's reaper, dies by its
     parent-death signal, taking its namespace with it."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
-                               pass_fds=[theirs.fileno()])
-    theirs.close()
     pid = None
     try:
-        devnull = os.open("/dev/null", os.O_RDWR)
-        init = {"argv": ["sleep", "60"], "env": {"PATH": "/usr/bin:/bin"},
-                "namespaces": ["pid", "mnt", "uts", "ipc"], "stdio": [0, 0, 0],
-                "capabilities": _caps.effective_set(), "no_new_privs": True,
-                "harden_mounts": True, **spec}
-        _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": init}, [devnull])
-        os.close(devnull)
-        message, fds = spawner_message(ours)
-        for fd in fds:
-            os.close(fd)
-        assert message["ev"] == "started", message
-        pid = int(message["pid"])
-        deadline = time.monotonic() + 10
-        want = "supervise-init" if spec.get("init") else "sleep"
-        while _comm(pid) != want or (spec.get("init") and not _children(pid)):
-            assert time.monotonic() < deadline, "the container did not start"
-            time.sleep(0.01)
-        if spec.get("user"):
-            command = _children(pid)[0] if spec.get("init") else pid
-            assert Path(f"/proc/{command}/status").read_text().count("65534") >= 2
-        spawner.kill()
-        spawner.wait()
-        deadline = time.monotonic() + 5
-        while not _dead(pid):
-            assert time.monotonic() < deadline, "PID 1 outlived its spawner"
-            time.sleep(0.01)
-    finally:
-        ours.close()
-        if spawner.poll() is None:
+        with spawner_process() as (ours, spawner):
+            devnull = os.open("/dev/null", os.O_RDWR)
+            init = {"argv": ["sleep", "60"], "env": {"PATH": "/usr/bin:/bin"},
+                    "namespaces": ["pid", "mnt", "uts", "ipc"], "stdio": [0, 0, 0],
+                    "capabilities": _caps.effective_set(), "no_new_privs": True,
+                    "harden_mounts": True, **spec}
+            _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": init}, [devnull])
+            os.close(devnull)
+            message, fds = spawner_message(ours)
+            for fd in fds:
+                os.close(fd)
+            assert message["ev"] == "started", message
+            pid = int(message["pid"])
+            deadline = time.monotonic() + 10
+            want = "supervise-init" if spec.get("init") else "sleep"
+            while _comm(pid) != want or (spec.get("init") and not _children(pid)):
+                assert time.monotonic() < deadline, "the container did not start"
+                time.sleep(0.01)
+            if spec.get("user"):
+                command = _children(pid)[0] if spec.get("init") else pid
+                assert Path(f"/proc/{command}/status").read_text().count("65534") >= 2
             spawner.kill()
             spawner.wait()
+            deadline = time.monotonic() + 5
+            while not _dead(pid):
+                assert time.monotonic() < deadline, "PID 1 outlived its spawner"
+                time.sleep(0.01)
+    finally:
         if pid is not None and not _dead(pid):
             os.kill(pid, signal.SIGKILL)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from nsutil import _caps, _init, _libc, _plan, _proto, spawner_command
+from nsutil import _caps, _init, _libc, _plan, _proto
 
-from .containers import PYTHON, spawner_message
+from .containers import spawner_message, spawner_process
 
 DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
 
@@ -230,13 +230,7 @@ def test_a_failing_step_is_reported_with_its_exit_code(
 @pytest.mark.usefixtures("root_only")
 def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
     """A spec exec could never take fails at once, as a "failed" event: nothing forks."""
-    import subprocess
-
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
-                               pass_fds=[theirs.fileno()])
-    theirs.close()
-    try:
+    with spawner_process() as (ours, spawner):
         devnull = os.open("/dev/null", os.O_RDWR)
         _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": {
             "argv": ["true"], "env": {"A=B": "1"}, "stdio": [0, 0, 0]}}, [devnull])
@@ -247,9 +241,6 @@ def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
         assert message["error"]["message"] == (
             "exec 'true': illegal environment variable name 'A=B'")
         assert Path(f"/proc/{spawner.pid}/task/{spawner.pid}/children").read_text() == ""
-    finally:
-        ours.close()
-        spawner.wait(timeout=10)
 
 
 @pytest.mark.usefixtures("root_only")
@@ -257,13 +248,7 @@ def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
 def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) -> None:
     """The spawner takes the spawns waiting on its socket before it forks any; each
     still gets its own started and exited events, with its own status."""
-    import subprocess
-
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
-                               pass_fds=[theirs.fileno()])
-    theirs.close()
-    try:
+    with spawner_process() as (ours, _spawner):
         devnull = os.open("/dev/null", os.O_RDWR)
         for i in range(count):
             spec = {"argv": ["sh", "-c", f"exit {i}"], "env": {"PATH": "/usr/bin:/bin"},
@@ -284,9 +269,6 @@ def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) 
                 exited[message["id"]] = os.waitstatus_to_exitcode(message["status"])
         assert exited == {f"c{i}": i for i in range(count)}
         assert len(set(started.values())) == count
-    finally:
-        ours.close()
-        spawner.wait(timeout=10)
 
 
 def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
@@ -367,7 +349,6 @@ def read_report_of(entry: Any) -> Any:
 def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
     """clone3(CLONE_INTO_CGROUP): with the cgroup's directory and no file to join
     through, the child is in its cgroup from its first instruction."""
-    import subprocess
 
     import cgroupfs
 
@@ -376,34 +357,29 @@ def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
         pytest.skip("cgroup v2 only (run in the v2 VM)")
     cgroup = cgroupfs.create_cgroup(f"born{os.getpid()}", layout=layout)
     assert isinstance(cgroup, cgroupfs.V2Cgroup)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    spawner = subprocess.Popen([*spawner_command(PYTHON), str(theirs.fileno()), str(os.getpid())],
-                               pass_fds=[theirs.fileno()])
-    theirs.close()
     out_r, out_w = os.pipe()
     try:
-        directory = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY)
-        devnull = os.open("/dev/null", os.O_RDWR)
-        _proto.send_blocking(ours, {"op": "spawn", "id": "b", "spec": {
-            "argv": ["cat", "/proc/self/cgroup"], "env": {"PATH": "/usr/bin:/bin"},
-            "namespaces": ["pid"], "stdio": [0, 1, 1], "cgroup_fd": 2}},
-            [devnull, out_w, directory])
-        for fd in (devnull, out_w, directory):
-            os.close(fd)
-        events = []
-        while not events or events[-1]["ev"] != "exited":
-            message, fds = spawner_message(ours)
-            for fd in fds:
+        with spawner_process() as (ours, _spawner):
+            directory = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY)
+            devnull = os.open("/dev/null", os.O_RDWR)
+            _proto.send_blocking(ours, {"op": "spawn", "id": "b", "spec": {
+                "argv": ["cat", "/proc/self/cgroup"], "env": {"PATH": "/usr/bin:/bin"},
+                "namespaces": ["pid"], "stdio": [0, 1, 1], "cgroup_fd": 2}},
+                [devnull, out_w, directory])
+            for fd in (devnull, out_w, directory):
                 os.close(fd)
-            events.append(message)
-        assert os.waitstatus_to_exitcode(events[-1]["status"]) == 0, events
-        with os.fdopen(out_r, "rb") as out:
-            line = out.read().decode().strip()
-        assert layout.v2_mount is not None
-        assert line == "0::" + cgroup.path.removeprefix(layout.v2_mount.rstrip("/"))
+            events = []
+            while not events or events[-1]["ev"] != "exited":
+                message, fds = spawner_message(ours)
+                for fd in fds:
+                    os.close(fd)
+                events.append(message)
+            assert os.waitstatus_to_exitcode(events[-1]["status"]) == 0, events
+            with os.fdopen(out_r, "rb") as out:
+                line = out.read().decode().strip()
+            assert layout.v2_mount is not None
+            assert line == "0::" + cgroup.path.removeprefix(layout.v2_mount.rstrip("/"))
     finally:
         with contextlib.suppress(OSError):
             os.close(out_r)
-        ours.close()
-        spawner.wait(timeout=10)
         cgroup.destroy()
