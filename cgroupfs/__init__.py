@@ -8,6 +8,7 @@ destroy. File I/O lives in ``_fs``; translation and parsing are pure.
 from ._create import (
     cgroup_at,
     create_cgroup,
+    mount_of,
     open_cgroup,
     remove_unused_parents,
     v1_controllers_for,
@@ -15,8 +16,15 @@ from ._create import (
 from ._errors import CgroupError
 from ._layout import Layout, detect_layout
 from ._limits import Limits, shares_to_weight, v1_limit_files, v2_limit_files
+from ._placement import (
+    SUPERVISE_DIR,
+    delegation_leaves,
+    populated,
+    remove_empty_tree,
+    supervise_parents,
+)
 from ._protocol import Cgroup
-from ._stats import Stats, parse_v1_stats, parse_v2_stats
+from ._stats import Stats, StatsMode, parse_v1_stats, parse_v2_stats
 from ._v1 import V1Cgroup
 from ._v2 import V2Cgroup, prepare_v2_delegation
 
@@ -24,6 +32,7 @@ __all__ = [
     "CgroupError",
     "Limits",
     "Stats",
+    "StatsMode",
     "Layout",
     "Cgroup",
     "V1Cgroup",
@@ -38,6 +47,12 @@ __all__ = [
     "create_cgroup",
     "open_cgroup",
     "cgroup_at",
+    "mount_of",
     "remove_unused_parents",
     "v1_controllers_for",
+    "SUPERVISE_DIR",
+    "supervise_parents",
+    "delegation_leaves",
+    "populated",
+    "remove_empty_tree",
 ]

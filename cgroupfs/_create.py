@@ -10,12 +10,12 @@ from . import _fs
 from ._errors import CgroupError
 from ._layout import DEFAULT_ROOT, V1_CONTROLLERS, Layout, detect_layout, join_cgroup
 from ._limits import Limits
+from ._placement import SUPERVISE_DIR, supervise_parents
 from ._protocol import Cgroup
 from ._teardown import remove_if_unused
 from ._v1 import V1Cgroup
 from ._v2 import V2Cgroup, enable_controllers, prepare_v2_delegation
 
-SUPERVISE_DIR = "supervise"
 _MKDIR_ATTEMPTS = 5
 
 
@@ -234,34 +234,45 @@ def open_cgroup(
 
 def cgroup_at(paths: Sequence[str], *, layout: Layout | None = None) -> Cgroup:
     """The cgroup at these absolute directories (as recorded by another process, e.g.
-    in a state file): one per v1 hierarchy, or the single v2 directory. Each v1
-    directory is matched to the controllers mounted where it lies."""
+    in a state file): the single v2 directory, or one per v1 hierarchy, each matched to
+    the controllers mounted where it lies. CgroupError for a directory on no cgroup
+    mount, or for a mix."""
     resolved = layout or detect_layout()
     if not paths:
         raise CgroupError("no cgroup directories given")
     name = paths[0].rstrip("/").rsplit("/", 1)[-1]
-    if resolved.kind == "v2":
+    mounts = [*resolved.v1_mounts.values(),
+              *([resolved.v2_mount] if resolved.v2_mount is not None else [])]
+    found = [mount_of(p, mounts) for p in paths]
+    for path, mountpoint in zip(paths, found, strict=True):
+        if mountpoint is None:
+            raise CgroupError(f"{path}: not on a cgroup mount", path=path)
+    if resolved.v2_mount is not None and resolved.v2_mount in found:
         if len(paths) != 1:
             raise CgroupError(f"cgroup v2 has one directory per cgroup, got {len(paths)}")
         return V2Cgroup(name, paths[0], owns_parent=False)
     controller_dirs: dict[str, str] = {}
-    for directory in paths:
-        for controller, mountpoint in resolved.v1_mounts.items():
-            if directory.startswith(mountpoint.rstrip("/") + "/"):
+    for directory, mountpoint in zip(paths, found, strict=True):
+        for controller, controller_mount in resolved.v1_mounts.items():
+            if controller_mount == mountpoint:
                 controller_dirs[controller] = directory
-    if not controller_dirs:
-        raise CgroupError(f"{paths[0]}: not in a mounted cgroup v1 hierarchy", path=paths[0])
     return V1Cgroup(name, controller_dirs, owns_parent=False)
+
+
+def mount_of(path: str, mountpoints: Sequence[str]) -> str | None:
+    """The mountpoint among these that ``path`` lies below (the longest), if any."""
+    for mountpoint in sorted(mountpoints, key=len, reverse=True):
+        if path.startswith(mountpoint.rstrip("/") + "/"):
+            return mountpoint
+    return None
 
 
 def remove_unused_parents(layout: Layout | None = None, root: str = DEFAULT_ROOT) -> None:
     """rmdir ``<own cgroup>/supervise`` in each hierarchy unless a cgroup still uses it
     (for callers that created cgroups with remove_parent=False, once at the end)."""
     resolved = _resolve(layout, root)
-    if resolved.kind == "v2":
-        if resolved.v2_mount is not None:
-            remove_if_unused(f"{resolved.v2_own_dir()}/{SUPERVISE_DIR}")
+    if resolved.kind == "v2" and resolved.v2_mount is None:
         return
-    for controller in resolved.v1_mounts:
+    for parent in supervise_parents(resolved):
         with contextlib.suppress(CgroupError):
-            remove_if_unused(f"{resolved.v1_own_dir(controller)}/{SUPERVISE_DIR}")
+            remove_if_unused(parent)

@@ -18,7 +18,8 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 
 # The leaf a v2 supervisor moves itself into (see prepare_v2_delegation); its
 # children (the spawner) inherit it, so it is not their "own" cgroup.
-_DELEGATION_LEAF = re.compile(r"/supervisor-\d+$")
+DELEGATION_LEAF_PREFIX = "supervisor-"
+_DELEGATION_LEAF = re.compile(rf"/{DELEGATION_LEAF_PREFIX}\d+$")
 
 
 @dataclass(frozen=True)

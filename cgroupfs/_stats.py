@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+
+#: What a sample reads: "all" every figure; "live" what a live view shows each interval
+#: (usage, limit, cache, CPU counter, pids); "final" what a finished container's result
+#: needs (peak memory, OOM kills, user and system CPU time).
+StatsMode = Literal["all", "live", "final"]
 
 # v1 reports "no limit" as PAGE_COUNTER_MAX * PAGE_SIZE, e.g. 9223372036854771712.
 _V1_UNLIMITED = 2**62

@@ -15,11 +15,14 @@ from ._stats import (
     V1_LIVE_STATS_FILES,
     V1_STATS_FILES,
     Stats,
+    StatsMode,
     parse_v1_stats,
 )
 from ._teardown import remove_cgroup_dir, remove_if_unused, try_remove_all
 
 _FREEZE_TIMEOUT = 1.0
+_V1_FILES: dict[StatsMode, tuple[str, ...]] = {
+    "all": V1_STATS_FILES, "live": V1_LIVE_STATS_FILES, "final": V1_FINAL_STATS_FILES}
 
 
 class V1Cgroup:
@@ -80,6 +83,11 @@ class V1Cgroup:
                 raise
             index += 1
 
+    def open_for_clone(self) -> int | None:
+        """None: on v1 a process joins by writing join_files (there is no one
+        directory to be born in)."""
+        return None
+
     def add_pid(self, pid: int) -> None:
         for procs in self.procs_files:
             _fs.write_text(procs, str(pid))
@@ -90,12 +98,11 @@ class V1Cgroup:
             found.update(parse_procs(_fs.read_optional(procs)))
         return sorted(found)
 
-    def stats(self, live: bool = False, final: bool = False) -> Stats:
-        """A sample of every figure; live=True reads only what a live view shows,
-        final=True only what a finished container's result needs."""
+    def stats(self, mode: StatsMode = "all") -> Stats:
+        """A sample of the figures the mode asks for (see StatsMode)."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        chosen = V1_LIVE_STATS_FILES if live else V1_FINAL_STATS_FILES if final else V1_STATS_FILES
+        chosen = _V1_FILES[mode]
         for filename in chosen:
             directory = self._dirs.get(filename.split(".", 1)[0])
             if directory is None:
@@ -143,9 +150,14 @@ class V1Cgroup:
 
         wait_until(all_killed, _FREEZE_TIMEOUT)
 
-    def destroy(self, timeout: float = 5.0) -> None:
-        if try_remove_all(self.paths):  # empty already: nothing to kill or wait for
+    def remove_if_empty(self) -> bool:
+        if try_remove_all(self.paths):
             self._remove_parent()
+            return True
+        return False
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        if self.remove_if_empty():  # empty already: nothing to kill or wait for
             return
         deadline = time.monotonic() + timeout
         if self.pids():

@@ -10,18 +10,22 @@ from . import _fs
 from ._errors import CgroupError
 from ._layout import Layout
 from ._limits import Limits, v2_limit_files
+from ._placement import delegation_leaf, populated
 from ._procs import kill_pids, parse_procs, wait_until
 from ._stats import (
     V2_FINAL_STATS_FILES,
     V2_LIVE_STATS_FILES,
     V2_STATS_FILES,
     Stats,
+    StatsMode,
     parse_flat_keyed,
     parse_v2_stats,
 )
 from ._teardown import remove_cgroup_dir, remove_if_unused, try_remove_all
 
 _FREEZE_TIMEOUT = 1.0
+_V2_FILES: dict[StatsMode, tuple[str, ...]] = {
+    "all": V2_STATS_FILES, "live": V2_LIVE_STATS_FILES, "final": V2_FINAL_STATS_FILES}
 WANTED_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
 
 
@@ -50,6 +54,14 @@ class V2Cgroup:
                 )
             _fs.write_text(path, text)
 
+    def open_for_clone(self) -> int | None:
+        """The directory, opened for clone3's CLONE_INTO_CGROUP (the caller closes
+        it); None if it cannot be opened, and a process joins by writing join_files."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
     def add_pid(self, pid: int) -> None:
         _fs.write_text(self.procs_files[0], str(pid))
 
@@ -57,20 +69,14 @@ class V2Cgroup:
         return sorted(parse_procs(_fs.read_optional(self.procs_files[0])))
 
     def _populated(self) -> bool:
-        """Processes here or in child cgroups (cgroup.events), else cgroup.procs."""
-        events = _fs.read_optional(f"{self.path}/cgroup.events")
-        if events is not None:
-            populated = parse_flat_keyed(events).get("populated")
-            if populated is not None:
-                return populated == 1
-        return bool(self.pids())
+        """Processes here or in child cgroups."""
+        return populated(self.path)
 
-    def stats(self, live: bool = False, final: bool = False) -> Stats:
-        """A sample of every figure; live=True reads only what a live view shows,
-        final=True only what a finished container's result needs."""
+    def stats(self, mode: StatsMode = "all") -> Stats:
+        """A sample of the figures the mode asks for (see StatsMode)."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        chosen = V2_LIVE_STATS_FILES if live else V2_FINAL_STATS_FILES if final else V2_STATS_FILES
+        chosen = _V2_FILES[mode]
         for filename in chosen:
             text = _fs.read_optional(f"{self.path}/{filename}")
             if text is not None:
@@ -105,9 +111,14 @@ class V2Cgroup:
             if _fs.exists(freeze):
                 _fs.write_text(freeze, "0")
 
-    def destroy(self, timeout: float = 5.0) -> None:
-        if try_remove_all((self.path,)):  # empty already: nothing to kill or wait for
+    def remove_if_empty(self) -> bool:
+        if try_remove_all(self.paths):
             self._remove_parent()
+            return True
+        return False
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        if self.remove_if_empty():  # empty already: nothing to kill or wait for
             return
         deadline = time.monotonic() + timeout
         if self._populated():
@@ -170,7 +181,7 @@ def prepare_v2_delegation(layout: Layout) -> str | None:
     own = layout.v2_own_dir()
     if not parse_procs(_fs.read_optional(f"{own}/cgroup.procs")):
         return None
-    leaf = f"{own}/supervisor-{os.getpid()}"
+    leaf = delegation_leaf(own, os.getpid())
     _fs.mkdir(leaf)
     _fs.write_text(f"{leaf}/cgroup.procs", str(os.getpid()))
     return leaf

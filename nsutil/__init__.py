@@ -1,7 +1,9 @@
 """Namespaces and a container's first moments, with the standard library only.
 
-`spawner_command()` starts the lean spawner process; `encode`/`Decoder` frame
-the messages it exchanges with its supervisor; `compile_plan` turns a
+`spawner_command()` starts the lean spawner process; the messages it exchanges
+with its supervisor are the typed records of `_messages` (`Spawn` carrying an
+`InitSpec`, `Started`, `Exited`, `Failed`...), turned into wire dicts and back by
+`to_wire`/`from_wire` and framed by `encode`/`Decoder`; `compile_plan` turns a
 container's spec into the calls its PID 1 makes, and `child_main` makes them;
 `_libc` wraps the syscalls the stdlib lacks.
 
@@ -24,6 +26,19 @@ if TYPE_CHECKING:
         StepError,
         child_main,
     )
+    from ._messages import (
+        Exited,
+        Failed,
+        InitSpec,
+        Record,
+        Shutdown,
+        Spawn,
+        Started,
+        StepReport,
+        WireError,
+        from_wire,
+        to_wire,
+    )
     from ._plan import Host, Plan, compile_plan
     from ._proto import CHUNK, Decoder, Receiver, encode, fds_ancillary, send_blocking
     from .spawner import Spawner, spawner_command
@@ -31,6 +46,10 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "EXIT_NOT_EXECUTABLE": "._init", "EXIT_NOT_FOUND": "._init",
     "EXIT_SETUP_FAILED": "._init", "StepError": "._init", "child_main": "._init",
+    "Exited": "._messages", "Failed": "._messages", "InitSpec": "._messages",
+    "Record": "._messages", "Shutdown": "._messages", "Spawn": "._messages",
+    "Started": "._messages", "StepReport": "._messages", "WireError": "._messages",
+    "from_wire": "._messages", "to_wire": "._messages",
     "Host": "._plan", "Plan": "._plan", "compile_plan": "._plan",
     "CHUNK": "._proto", "Decoder": "._proto", "encode": "._proto",
     "fds_ancillary": "._proto", "Receiver": "._proto", "send_blocking": "._proto",
@@ -43,17 +62,28 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_SETUP_FAILED",
     "Decoder",
+    "Exited",
+    "Failed",
     "Host",
+    "InitSpec",
     "Plan",
     "Receiver",
+    "Record",
+    "Shutdown",
+    "Spawn",
     "Spawner",
+    "Started",
     "StepError",
+    "StepReport",
+    "WireError",
     "child_main",
     "compile_plan",
     "encode",
     "fds_ancillary",
+    "from_wire",
     "send_blocking",
     "spawner_command",
+    "to_wire",
 ]
 
 

@@ -2,16 +2,16 @@
 
 Runs in the child the spawner forked into the new PID namespace, so it is PID 1
 there, and runs the `_plan.Plan` the spawner compiled from the spec before it
-forked. Every step that fails is reported up the error pipe as one marshalled dict
-{"step", "errno", "message"} and the child exits: 127 when the command was not
+forked. Every step that fails is reported up the error pipe as one marshalled
+`StepReport` (its wire form) and the child exits: 127 when the command was not
 found, 126 when it could not be executed, 125 for anything else.
 
-Containment (all optional in the spec, so nsutil stays usable alone):
-"harden_mounts" makes /sys read-only and masks /proc as docker does;
-"capabilities" (the numbers to keep) trims the bounding set and sets the
-process's sets; "user" [uid, gid] switches to that user with no supplementary
-groups; "no_new_privs" sets PR_SET_NO_NEW_PRIVS; "init" keeps this process as a
-minimal PID 1 (reaps orphans, forwards signals) and runs the command in a child.
+Containment, as the `InitSpec` says: harden_mounts makes /sys read-only and masks
+/proc as docker does; capabilities (the numbers to keep) trims the bounding set and
+sets the process's sets; user (uid, gid) switches to that user with no
+supplementary groups; no_new_privs sets PR_SET_NO_NEW_PRIVS; init keeps this
+process as a minimal PID 1 (reaps orphans, forwards signals) and runs the command
+in a child.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import os
 import signal
 
 from . import _libc
+from ._messages import StepReport, to_wire
 from ._plan import CAPSET, CLOSE_RANGE, IGNORE, MASK, SETATTR, SKIP_MISSING, Plan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
     from ._plan import Failure, Step
 
@@ -196,12 +197,12 @@ def child_main(plan: Plan, error_fd: int) -> NoReturn:
             _run_under_init(plan)
         _exec(plan)
     except StepError as exc:
-        report: dict[str, Any] = {"step": exc.step, "errno": exc.errno, "message": exc.message}
+        report = StepReport(step=exc.step, errno=exc.errno, message=exc.message)
         if exc.step == "exec":
             code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
     except BaseException as exc:  # a bug here must still become a report, not a hang
-        report = {"step": "init", "errno": 0, "message": f"{type(exc).__name__}: {exc}"}
+        report = StepReport(step="init", errno=0, message=f"{type(exc).__name__}: {exc}")
     try:
-        os.write(error_fd, marshal.dumps(report))
+        os.write(error_fd, marshal.dumps(to_wire(report)))
     finally:
         os._exit(code)

@@ -27,8 +27,10 @@ from . import _caps, _libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
+
+    from ._messages import InitSpec
 
     Failure = tuple[str, str, int, Any]
     Step = tuple[Callable[..., int], tuple[Any, ...], Failure]
@@ -138,15 +140,14 @@ class Plan:
         self.tty = tty
 
 
-def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int, *,
+def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                  joined: bool = False) -> Plan:
-    """The plan for one init spec (see `_init`), its stdio among fds; joined: the
-    child is born in its cgroup (clone3), so it joins none. ValueError for a
-    command or environment exec cannot take (a NUL byte, a name with "=")."""
-    argv: list[str] = spec["argv"]
-    env: dict[str, str] = spec.get("env") or {}
+    """The plan for one init spec, its stdio among fds; joined: the child is born in
+    its cgroup (clone3), so it joins none. ValueError for a command or environment
+    exec cannot take (a NUL byte, a name with "="), an unknown namespace or a stdio
+    index with no fd."""
+    argv, env, namespaces = spec.argv, spec.env, spec.namespaces
     candidates, argv_array, envp_array = _exec_args(argv, env)
-    namespaces: list[str] = spec.get("namespaces", [])
     steps: list[Step] = [
         (libc.prctl, (_libc.PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0),
          ("prctl", "set parent-death signal", FATAL, None)),
@@ -154,55 +155,55 @@ def compile_plan(spec: dict[str, Any], fds: list[int], host: Host, error_fd: int
     # Join the cgroups first: every limit holds from here on, for everything this
     # process and the command will ever do. The child has one thread, so a file
     # that moves the writing thread (v1's tasks) moves the whole process.
-    for path in () if joined else spec.get("cgroup_join", []):
+    for path in () if joined else spec.cgroup_join:
         steps.append((join_cgroup, (os.fsencode(path),),
                       ("cgroup", f"joining {path}", FATAL, None)))
     flags = 0
     for name in namespaces:
+        if name not in _libc.NAMESPACE_FLAGS:
+            raise ValueError(f"unknown namespace {name!r}")
         if name != "pid":  # the spawner already made the PID namespace
             flags |= _libc.NAMESPACE_FLAGS[name]
     if flags:
         steps.append((libc.unshare, (flags,), ("unshare", "creating namespaces", FATAL, None)))
-    lo_request = spec.get("loopback_request")
+    lo_request = spec.loopback_request
     if lo_request and "net" in namespaces:
         reply = ctypes.create_string_buffer(4096)
-        steps.append((bring_loopback_up, (bytes.fromhex(lo_request), reply),
+        steps.append((bring_loopback_up, (lo_request, reply),
                       ("loopback", "bringing up lo", FATAL, None)))
     if "mnt" in namespaces:
-        steps.extend(host.cached(("mounts", "pid" in namespaces, bool(spec.get("harden_mounts"))),
-                                 lambda: _mount_steps("pid" in namespaces,
-                                                      bool(spec.get("harden_mounts")), host)))
-    hostname = spec.get("hostname")
+        proc, harden = "pid" in namespaces, spec.harden_mounts
+        steps.extend(host.cached(("mounts", proc, harden),
+                                 lambda: _mount_steps(proc, harden, host)))
+    hostname = spec.hostname
     if hostname and "uts" in namespaces:
         raw = hostname.encode()
         steps.append((libc.sethostname, (raw, len(raw)),
                       ("hostname", f"setting hostname {hostname!r}", FATAL, None)))
     stdio_failure = ("stdio", "setting up stdio", FATAL, None)
     steps.append((libc.setsid, (), stdio_failure))
-    for target, index in enumerate(spec.get("stdio", [])):
+    for target, index in enumerate(spec.stdio):
+        if not 0 <= index < len(fds):
+            raise ValueError(f"stdio {target} is fd #{index}, but {len(fds)} came")
         steps.append((libc.dup2, (fds[index], target), stdio_failure))
-    if spec.get("tty"):
+    if spec.tty:
         steps.append((libc.ioctl, (0, _TIOCSCTTY, 0), stdio_failure))
-    capabilities: list[int] | None = spec.get("capabilities")
-    user: list[int] | None = spec.get("user")
-    no_new_privs = bool(spec.get("no_new_privs"))
-    steps.extend(host.cached(
-        ("privileges", None if capabilities is None else tuple(capabilities),
-         None if user is None else tuple(user), no_new_privs),
-        lambda: _privilege_steps(capabilities, user, no_new_privs, host)))
+    capabilities, user, no_new_privs = spec.capabilities, spec.user, spec.no_new_privs
+    steps.extend(host.cached(("privileges", capabilities, user, no_new_privs),
+                             lambda: _privilege_steps(capabilities, user, no_new_privs, host)))
     if user is not None:
         steps.append((exit_if_reader_gone, (error_fd,), ("prctl", "", IGNORE, None)))
     # After the user switch, as runc does: the user must be able to enter it.
-    cwd = spec.get("cwd")
+    cwd = spec.cwd
     if cwd:
         steps.append((libc.chdir, (os.fsencode(cwd),),
                       ("chdir", f"working directory {cwd!r}", FATAL, None)))
     steps.extend(host.cached("final", lambda: _final_steps(host)))
-    return Plan(tuple(steps), candidates, argv_array, envp_array, argv[0],
-                bool(spec.get("init")), bool(spec.get("tty")))
+    return Plan(tuple(steps), candidates, argv_array, envp_array, argv[0], spec.init, spec.tty)
 
 
-def _exec_args(argv: list[str], env: dict[str, str]) -> tuple[tuple[bytes, ...], Any, Any]:
+def _exec_args(argv: Sequence[str], env: Mapping[str, str]
+               ) -> tuple[tuple[bytes, ...], Any, Any]:
     """The paths to try (PATH searched as the command's own environment defines it,
     like execvpe(3)), and argv and envp as C arrays; checked as os.execve checks them."""
     if not argv:
@@ -259,7 +260,7 @@ def _mask(path: str, is_dir: bool) -> tuple[Callable[..., int], tuple[Any, ...]]
     return libc.mount, (b"/dev/null", path.encode(), None, _libc.MS_BIND, None)
 
 
-def _privilege_steps(capabilities: list[int] | None, user: list[int] | None,
+def _privilege_steps(capabilities: tuple[int, ...] | None, user: tuple[int, int] | None,
                      no_new_privs: bool, host: Host) -> list[Step]:
     """Keep only the given capabilities (None: keep all), become the user, set
     no_new_privs.

@@ -1,12 +1,13 @@
 """Framing of the supervisor <-> spawner messages over a SOCK_SEQPACKET socketpair.
 
-A message is a dict of str, int, float, bool, None, list and dict, marshalled
-(marshal is C and fast both ways; the peer is always our own supervisor or
-spawner, never untrusted data; str survives byte for byte, lone surrogates
-too). It travels as one or more packets of at most CHUNK bytes, each starting
-with one byte: b"+" (more follows) or b"." (last).
-File descriptors ride with the first packet (SCM_RIGHTS); the message says
-how many it carries in "nfds", so the receiver knows which fds are whose.
+A message is the wire form of a record (`_messages.to_wire`: a dict of str, int,
+float, bool, bytes, None, tuple and dict), marshalled (marshal is C and fast both
+ways; the peer is always our own supervisor or spawner, never untrusted data; str
+survives byte for byte, lone surrogates too). It travels as one or more packets of
+at most CHUNK bytes, each starting with two bytes: b"+" (more follows) or b"."
+(last), then how many fds ride with that packet (SCM_RIGHTS, the first packet's).
+The count lets the receiver tell fds the kernel dropped (a receiver out of file
+descriptors gets the bytes without them: MSG_CTRUNC) from fds never sent.
 Both sides use these functions: the spawner with blocking sockets, the
 supervisor with non-blocking ones driven by its event loop.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import array
 import marshal
+import os
 import socket
 
 TYPE_CHECKING = False
@@ -25,17 +27,21 @@ if TYPE_CHECKING:
 
 CHUNK = 32 * 1024
 MAX_FDS = 16
+HEADER = 2
 MORE = b"+"
 LAST = b"."
 
 
-def encode(message: Message) -> list[bytes]:
-    """The packets of one message."""
+def encode(message: Message, nfds: int = 0) -> list[bytes]:
+    """The packets of one message whose nfds fds ride with its first packet."""
+    if not 0 <= nfds <= MAX_FDS:
+        raise ValueError(f"{nfds} fds in one message: at most {MAX_FDS}")
     body = marshal.dumps(message)
     if len(body) <= CHUNK:
-        return [LAST + body]
+        return [LAST + bytes((nfds,)) + body]
     chunks = [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)] or [b""]
-    return [(LAST if i == len(chunks) - 1 else MORE) + c for i, c in enumerate(chunks)]
+    return [(LAST if i == len(chunks) - 1 else MORE) + bytes((nfds if i == 0 else 0,)) + c
+            for i, c in enumerate(chunks)]
 
 
 def fds_ancillary(fds: list[int]) -> list[tuple[int, int, bytes]]:
@@ -55,43 +61,49 @@ def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
 
 
 class Decoder:
-    """Reassembles packets into (message, fds) pairs."""
+    """Reassembles packets into (message, fds) pairs; fds is None when some of the
+    fds sent with the message never arrived (those that did are closed)."""
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._fds: list[int] = []
+        self._expected = 0
 
     def feed(self, packet: bytes | memoryview, fds: list[int]
-             ) -> tuple[Message, list[int]] | None:
+             ) -> tuple[Message, list[int] | None] | None:
         """The message packet completes (None until then). packet may be a view of
         the receiver's buffer: it is copied only when the message spans packets."""
         if fds:
             self._fds.extend(fds)
-        if not packet:
-            raise ValueError("empty packet")
+        if len(packet) < HEADER:
+            raise ValueError("a packet shorter than its header")
+        self._expected += packet[1]
         if packet[0] == MORE[0]:
-            self._parts.append(bytes(packet[1:]))
+            self._parts.append(bytes(packet[HEADER:]))
             return None
         if self._parts:
-            body: bytes | memoryview = b"".join([*self._parts, packet[1:]])
+            body: bytes | memoryview = b"".join([*self._parts, packet[HEADER:]])
             self._parts = []
         else:
-            body = packet[1:]  # the usual case: a whole message in one packet
+            body = packet[HEADER:]  # the usual case: a whole message in one packet
+        got, expected = self._fds, self._expected
+        self._fds, self._expected = [], 0
         message = marshal.loads(body)
         if not isinstance(message, dict):
+            for fd in got:
+                os.close(fd)
             raise ValueError("message is not an object")
-        nfds = int(message.get("nfds", 0))
-        if not nfds and not self._fds:
-            return message, []
-        got, self._fds = self._fds[:nfds], self._fds[nfds:]
+        if len(got) != expected:
+            for fd in got:
+                os.close(fd)
+            return message, None
         return message, got
 
 
 def send_blocking(sock: socket.socket, message: Message, fds: list[int] | None = None) -> None:
-    """Send message (to which "nfds" is added) with fds, on a blocking socket."""
+    """Send message with fds, on a blocking socket."""
     fds = fds or []
-    message["nfds"] = len(fds)
-    for i, packet in enumerate(encode(message)):
+    for i, packet in enumerate(encode(message, len(fds))):
         sock.sendmsg([packet], fds_ancillary(fds) if i == 0 else [])
 
 
@@ -101,7 +113,7 @@ class Receiver:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buffer = bytearray(CHUNK + 1)
+        self._buffer = bytearray(CHUNK + HEADER)
         self._view = memoryview(self._buffer)
         self._ancillary_size = socket.CMSG_SPACE(MAX_FDS * 4)
 

@@ -2,15 +2,17 @@
 
 Started once per supervisor (see `spawner_command`), it imports only the
 standard library, so forking it costs a fraction of forking the supervisor.
-It talks to the supervisor over a SOCK_SEQPACKET socket (see `_proto`):
+It talks to the supervisor over a SOCK_SEQPACKET socket (framing in `_proto`),
+in the records of `_messages`:
 
-    supervisor -> spawner   {"op": "spawn", "id", "spec"} + stdio fds (and on v2
-                                the cgroup's directory, spec["cgroup_fd"] its index)
-                            {"op": "shutdown"}
-    spawner -> supervisor   {"ev": "started", "id", "pid"} + a pidfd
-                            {"ev": "exited", "id", "pid", "status", "rusage", "error"}
-                            {"ev": "failed", "id", "error"}   (a spec exec could never
-                                take, or the fork itself failed)
+    supervisor -> spawner   Spawn(id, spec: InitSpec) + stdio fds (and on v2 the
+                                cgroup's directory, spec.cgroup_fd its index)
+                            Shutdown()
+    spawner -> supervisor   Started(id, pid) + a pidfd
+                            Exited(id, pid, status, user_s, system_s, maxrss_kib, error)
+                            Failed(id, error)   (a spawn message that is not a valid
+                                record - the error names the field -, a spec exec
+                                could never take, its fds lost, or the fork failed)
 
 For each container it makes a PID namespace (unshare, fork, setns back; on
 cgroup v2 one clone3, which also makes the child inside its cgroup), so
@@ -34,14 +36,26 @@ import socket
 import sys
 
 from . import _init, _libc, _plan, _proto
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from ._messages import (
+    Exited,
+    Failed,
+    Record,
+    Shutdown,
+    Spawn,
+    Started,
+    StepReport,
+    WireError,
+    from_wire,
+    to_wire,
+)
 
 # Spawns forked together at most (see Spawner.spawn_all); a batch at -j 8 rarely
 # has more than 8 waiting.
 GROUP_MAX = 32
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._messages import InitSpec
 
 _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,12 +71,12 @@ class _Pending:
 
     __slots__ = ("cgroup_fd", "cid", "err_r", "err_w", "fds", "new_pid_ns", "plan", "spec")
 
-    def __init__(self, cid: str, spec: dict[str, Any], plan: _plan.Plan, err_r: int,
+    def __init__(self, cid: str, spec: InitSpec, plan: _plan.Plan, err_r: int,
                  err_w: int, fds: list[int], cgroup_fd: int | None) -> None:
         self.cid = cid
         self.spec = spec
         self.plan = plan
-        self.new_pid_ns = "pid" in spec.get("namespaces", [])
+        self.new_pid_ns = "pid" in spec.namespaces
         self.err_r = err_r
         self.err_w = err_w
         self.fds = fds
@@ -81,10 +95,10 @@ class Spawner:
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
         self.clone3 = True  # until the kernel says it lacks clone3's CLONE_INTO_CGROUP
 
-    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        _proto.send_blocking(self.sock, message, fds)
+    def send(self, message: Record, fds: list[int] | None = None) -> None:
+        _proto.send_blocking(self.sock, to_wire(message), fds)
 
-    def spawn_all(self, requests: list[tuple[dict[str, Any], list[int]]]) -> None:
+    def spawn_all(self, requests: list[tuple[Spawn, list[int]]]) -> None:
         """Start the containers asked for, forking them back to back.
 
         Every page this process writes after a fork is a copy-on-write fault (the
@@ -96,24 +110,25 @@ class Spawner:
         for entry, pid in forked:
             self._started(entry, pid)
 
-    def _prepare(self, message: dict[str, Any], fds: list[int]) -> _Pending | None:
-        cid = str(message["id"])
-        spec: dict[str, Any] = message["spec"]
+    def _prepare(self, message: Spawn, fds: list[int]) -> _Pending | None:
+        cid, spec = message.id, message.spec
         # Non-blocking: containers forked in one group hold each other's write ends
         # until they exec, so EOF may come late; a dead child's report is all there.
         err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             # A v2 cgroup's directory, when the supervisor sent one: the child is born
             # in it and joins nothing.
-            index = spec.get("cgroup_fd")
+            index = spec.cgroup_fd
+            if index is not None and not 0 <= index < len(fds):
+                raise ValueError(f"the cgroup is fd #{index}, but {len(fds)} came")
             cgroup_fd = fds[index] if index is not None and self.clone3 else None
             # Everything the child will do, worked out here (see _plan): the child
             # only makes the calls.
             plan = _plan.compile_plan(spec, fds, self.host, err_w,
                                       joined=cgroup_fd is not None)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except ValueError as exc:
             self._refuse(cid, [err_r, err_w, *fds], "spec", errno.EINVAL,
-                         f"exec {spec.get('argv', ['?'])[0]!r}: {exc}")
+                         f"exec {spec.argv[0] if spec.argv else '?'!r}: {exc}")
             return None
         return _Pending(cid, spec, plan, err_r, err_w, fds, cgroup_fd)
 
@@ -173,13 +188,12 @@ class Spawner:
         self.by_pidfd[pidfd] = pid
         self.epoll.register(pidfd, select.EPOLLIN)
         # The supervisor gets its own copy of the pidfd; ours stays in the epoll set.
-        self.send({"ev": "started", "id": cid, "pid": pid}, [pidfd])
+        self.send(Started(id=cid, pid=pid), [pidfd])
 
     def _refuse(self, cid: str, fds: list[int], step: str, err: int, message: str) -> None:
         for fd in fds:
             os.close(fd)
-        self.send({"ev": "failed", "id": cid,
-                   "error": {"step": step, "errno": err, "message": message}})
+        self.send(Failed(id=cid, error=StepReport(step=step, errno=err, message=message)))
 
     def reap(self, pidfd: int) -> None:
         """The child behind pidfd has exited (its pidfd is readable): reap and report it."""
@@ -188,13 +202,9 @@ class Spawner:
         os.close(pidfd)
         _pid, status, usage = os.wait4(pid, 0)
         cid, err_r, _pidfd = self.children.pop(pid)
-        report = read_report(err_r)
-        error = marshal.loads(report) if report else None
-        self.send({
-            "ev": "exited", "id": cid, "pid": pid, "status": status, "error": error,
-            "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime,
-                       "maxrss_kib": usage.ru_maxrss},
-        })
+        self.send(Exited(id=cid, pid=pid, status=status, user_s=usage.ru_utime,
+                         system_s=usage.ru_stime, maxrss_kib=usage.ru_maxrss,
+                         error=step_report(read_report(err_r))))
 
     def kill_all(self) -> None:
         for pid in list(self.children):
@@ -210,7 +220,7 @@ class Spawner:
         try:
             running = True
             while running:
-                spawns: list[tuple[dict[str, Any], list[int]]] = []
+                spawns: list[tuple[Spawn, list[int]]] = []
                 for fd, _events in self.epoll.poll():
                     if fd != sock_fd:
                         self.reap(fd)
@@ -221,7 +231,7 @@ class Spawner:
             self.kill_all()
 
     def _drain(self, receiver: _proto.Receiver,
-               spawns: list[tuple[dict[str, Any], list[int]]]) -> bool:
+               spawns: list[tuple[Spawn, list[int]]]) -> bool:
         """Collect the spawns waiting on the socket, at most GROUP_MAX (the rest wait
         for the next round: the first of a thousand is not kept waiting for the
         last); False at EOF or a shutdown."""
@@ -235,15 +245,39 @@ class Spawner:
             decoded = self.decoder.feed(packet, fds)
             if decoded is None:
                 continue
-            op = decoded[0].get("op")
-            if op == "spawn":
-                spawns.append(decoded)
-            elif op == "shutdown":
-                return False
-            else:
-                for fd in decoded[1]:
+            wire, got = decoded
+            try:
+                message = from_wire(wire)
+            except WireError as exc:
+                self._refuse(exc.id or "", got or [], "spawn", errno.EINVAL, str(exc))
+                continue
+            if isinstance(message, Shutdown):
+                for fd in got or []:
                     os.close(fd)
+                return False
+            if not isinstance(message, Spawn):
+                self._refuse(getattr(message, "id", ""), got or [], "spawn", errno.EINVAL,
+                             f"a {type(message).__name__} message is not for the spawner")
+            elif got is None:
+                # recvmsg dropped them (MSG_CTRUNC): this process is out of descriptors.
+                self._refuse(message.id, [], "spawn", errno.EMFILE,
+                             "starting container: its file descriptors were lost in transit "
+                             "(the spawner is out of file descriptors)")
+            else:
+                spawns.append((message, got))
         return True
+
+
+def step_report(raw: bytes) -> StepReport | None:
+    """The report a child wrote before it died (None: it wrote none, so it exec'd)."""
+    if not raw:
+        return None
+    try:
+        report = from_wire(marshal.loads(raw), StepReport)
+    except (ValueError, EOFError, TypeError) as exc:  # marshal's, or WireError
+        return StepReport(step="init", errno=0, message=f"an unreadable report: {exc}")
+    assert isinstance(report, StepReport)
+    return report
 
 
 def read_report(fd: int) -> bytes:

@@ -7,8 +7,8 @@ a Supervisor, jobs and a policy, and hears about each job through callbacks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -106,14 +106,12 @@ class Batch:
         """Stop the running jobs (SIGTERM, their stop timeout, SIGKILL); they end
         as `cancelled`."""
         for container in list(self.running.values()):
-            container.cancelled = True
             if self._tg is not None:
-                self._tg.start_soon(container.stop)
+                self._tg.start_soon(functools.partial(container.stop, cancel=True))
 
     def kill_running(self) -> None:
         for container in list(self.running.values()):
-            container.cancelled = True
-            container.signal(signal.SIGKILL)
+            container.kill(cancel=True)
 
     async def run(self) -> BatchOutcome:
         admission = self.policy.admission
@@ -149,7 +147,6 @@ class Batch:
                     unique_name=job.unique_name)
             finally:
                 _close(output.stdout, output.stderr)
-            container.attempt = attempt
             self.running[job.name] = container
             if self.on_start is not None:
                 self.on_start(job, container, attempt)
@@ -161,14 +158,15 @@ class Batch:
                 with anyio.CancelScope(shield=True):
                     result = await container.wait()
                     self._record(job, dataclasses.replace(
-                        result, stdout_path=output.stdout_path, stderr_path=output.stderr_path))
+                        result, attempts=attempt, stdout_path=output.stdout_path,
+                        stderr_path=output.stderr_path))
             raise
         finally:
             self.running.pop(job.name, None)
             self.reserved.pop(job.name, None)
             self._notify()
-        result = dataclasses.replace(
-            result, stdout_path=output.stdout_path, stderr_path=output.stderr_path)
+        result = dataclasses.replace(result, attempts=attempt, stdout_path=output.stdout_path,
+                                     stderr_path=output.stderr_path)
         if (not self._stopping and result.status != "cancelled"
                 and should_retry(result.status, attempt, self.policy.retries,
                                  self.policy.retry_on)):

@@ -6,48 +6,65 @@ import math
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import anyio
 
 import cgroupfs
+from nsutil._messages import Exited
 
+from ._procfs import catches_signal
 from ._result import Result, classify, cpu_times, exit_code_from_wait_status, iso_utc
-from ._spawner_client import Exited, SpawnerGone, Started
+from ._spawner_client import Spawned
 from ._spec import ContainerSpec
 
-if TYPE_CHECKING:
-    from ._supervisor import Supervisor
+
+async def remove_cgroup(cgroup: cgroupfs.Cgroup) -> str | None:
+    """Remove a container's cgroup without blocking the event loop: one rmdir per
+    directory when it is empty (the usual end: PID 1's namespace died with it), else
+    kill, wait and remove in a worker thread (a process that lingers in the cgroup may
+    take seconds). The error, if it could not be removed."""
+    try:
+        if cgroup.remove_if_empty():
+            return None
+        await anyio.to_thread.run_sync(cgroup.destroy)
+    except cgroupfs.CgroupError as exc:
+        return str(exc)
+    return None
 
 
 class Container:
     """Created by `Supervisor.start`; `wait()` returns its `Result` once it has ended
-    and its cgroup is gone. The spec's timeout applies inside `wait()`."""
+    and its cgroup is gone. The spec's timeout applies inside `wait()`.
+
+    The supervisor tells it of its PID 1's exit (`notify_exit`) and hears of its end
+    through ``on_end(container, cgroup_left)``, called once its cgroup is removed (or
+    could not be: then cgroup_left is True)."""
 
     def __init__(
-        self, supervisor: Supervisor, cid: str, name: str, spec: ContainerSpec,
-        cgroup: cgroupfs.Cgroup, started: Started, started_at: float,
+        self, cid: str, name: str, spec: ContainerSpec, cgroup: cgroupfs.Cgroup,
+        spawned: Spawned, started_at: float, *,
+        on_end: Callable[[Container, bool], None] | None = None,
     ) -> None:
         self.id = cid
         self.name = name
         self.spec = spec
         self.cgroup = cgroup
-        self.pid = started.pid
+        self.pid = spawned.pid
         self.started_at = started_at
         self._started_mono = time.monotonic()
-        self._supervisor = supervisor
-        self._pidfd: int | None = started.pidfd
+        self._on_end = on_end
+        self._pidfd: int | None = spawned.pidfd
         self._exited = anyio.Event()
         self._exit: Exited | None = None
         self._ended_mono: float | None = None
         self._ended_at: float | None = None
         self._done = anyio.Event()
         self._result: Result | None = None
+        self._waiting = False
         self._finishing = False
-        self.timed_out = False
-        self.cancelled = False
-        self.attempt = 1
-        self.unique_name = True
+        self._timed_out = False
+        self._cancelled = False
 
     # -- signals --------------------------------------------------------------
     def signal(self, sig: int) -> bool:
@@ -61,15 +78,22 @@ class Container:
             return False
         return True
 
-    def kill(self) -> None:
+    def kill(self, *, cancel: bool = False) -> None:
+        """SIGKILL its PID 1 (and with it the whole PID namespace); cancel=True records
+        it as `cancelled` (stopped by the user, not by its own doing)."""
+        if cancel:
+            self._cancelled = True
         self.signal(signal.SIGKILL)
 
-    async def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM, then SIGKILL once timeout (default: the spec's stop_timeout) passes.
+    async def stop(self, timeout: float | None = None, *, cancel: bool = False) -> None:
+        """SIGTERM, then SIGKILL once timeout (default: the spec's stop_timeout) passes;
+        cancel=True records it as `cancelled`.
 
         A PID 1 without a SIGTERM handler never sees the signal (the kernel drops it,
         even from outside the namespace): then the grace is pointless, and it is
         killed at once."""
+        if cancel:
+            self._cancelled = True
         grace = self.spec.stop_timeout if timeout is None else timeout
         if catches_signal(self.pid, signal.SIGTERM) is not False and self.signal(signal.SIGTERM):
             with anyio.move_on_after(grace):
@@ -80,12 +104,20 @@ class Container:
     # -- observation ----------------------------------------------------------
     @property
     def done(self) -> bool:
+        """Whether its PID 1 has exited (its Result may still be in the making)."""
         return self._exited.is_set()
+
+    async def exited(self) -> None:
+        """Return once its PID 1 has exited (without reading figures or removing)."""
+        await self._exited.wait()
 
     def stats(self) -> cgroupfs.Stats:
         return self.cgroup.stats()
 
-    def _on_exit(self, exited: Exited | None) -> None:
+    def notify_exit(self, exited: Exited | None) -> None:
+        """Its PID 1 was reaped (None: the spawner died, so it died too, status unknown)."""
+        if self._exited.is_set():
+            return
         self._exit = exited
         self._ended_mono = time.monotonic()
         self._ended_at = time.time()
@@ -97,11 +129,11 @@ class Container:
         figures from the cgroup and remove it. Cancelled, it stops the container first."""
         if self._result is not None:
             return self._result
-        if self._finishing:
+        if self._waiting:
             await self._done.wait()
             assert self._result is not None
             return self._result
-        self._finishing = True
+        self._waiting = True
         try:
             deadline = math.inf if self.spec.timeout is None else (
                 self._started_mono + self.spec.timeout)
@@ -109,37 +141,50 @@ class Container:
                                      if deadline != math.inf else math.inf):
                 await self._exited.wait()
             if not self._exited.is_set():
-                self.timed_out = True
+                self._timed_out = True
                 await self.stop()
         except BaseException:
-            self.cancelled = True
             with anyio.CancelScope(shield=True):
-                await self.stop()
-                self._finish()
+                await self.stop(cancel=True)
+                await self._finish()
             raise
-        return self._finish()
+        return await self._finish()
 
-    def _finish(self) -> Result:
-        if self._result is not None:
+    async def abandon(self) -> Result:
+        """End it now whatever the spawner says (it may be hung or dead): what was not
+        reported exited is recorded as dead with the spawner; then the cgroup goes."""
+        self.notify_exit(None)
+        with anyio.CancelScope(shield=True):
+            result = await self._finish()
+        return result
+
+    async def _finish(self) -> Result:
+        """Read the final figures, remove the cgroup, close the pidfd, tell the
+        supervisor: once, however many tasks ask (the others wait for it)."""
+        if self._finishing:
+            await self._done.wait()
+            assert self._result is not None
             return self._result
-        stats: cgroupfs.Stats | None
+        self._finishing = True
         try:
-            stats = self.cgroup.stats(final=True)
-        except cgroupfs.CgroupError:
-            stats = None
-        error: str | None = None
-        try:
-            self.cgroup.destroy()
-        except cgroupfs.CgroupError as exc:
-            error = str(exc)
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-        # A cgroup that could not be removed keeps its state file: `supervise gc`
-        # finds it there (with every hierarchy's path) once we are gone.
-        self._supervisor._forget(self, keep_state=error is not None)
-        self._result = self._make_result(stats, error)
-        self._done.set()
+            with anyio.CancelScope(shield=True):
+                stats: cgroupfs.Stats | None
+                try:
+                    stats = self.cgroup.stats("final")
+                except cgroupfs.CgroupError:
+                    stats = None
+                error = await remove_cgroup(self.cgroup)
+                if self._pidfd is not None:
+                    os.close(self._pidfd)
+                    self._pidfd = None
+                self._result = self._make_result(stats, error)
+                # A cgroup that could not be removed keeps its journal entry: `supervise
+                # gc` finds it there (with every hierarchy's path) once we are gone.
+                if self._on_end is not None:
+                    self._on_end(self, error is not None)
+        finally:
+            self._done.set()
+        assert self._result is not None
         return self._result
 
     def _make_result(self, stats: cgroupfs.Stats | None, error: str | None) -> Result:
@@ -151,25 +196,26 @@ class Container:
             error = error or "the spawner died; the container's status is unknown"
         else:
             exit_code, sig = exit_code_from_wait_status(exited.status)
-            if exited.error:
-                error = str(exited.error.get("message"))
+            if exited.error is not None:
+                error = exited.error.message
         oom_killed = bool(stats and stats.oom_kills)
         if oom_killed and exit_code not in (None, 0):
             exit_code = 137  # docker's convention: what the kernel's SIGKILL would give
-        rusage = exited.rusage if exited is not None else {}
         cpu_user, cpu_system = cpu_times(
             stats.cpu_user_ns if stats else None, stats.cpu_system_ns if stats else None,
-            _float(rusage.get("utime")), _float(rusage.get("stime")))
+            exited.user_s if exited is not None else None,
+            exited.system_s if exited is not None else None)
         ended_mono = self._ended_mono or time.monotonic()
         ended_at = self._ended_at or time.time()
         status = classify(
             exit_code=exit_code, signal=sig, oom_killed=oom_killed,
-            timed_out=self.timed_out, cancelled=self.cancelled, error=_setup_error(exited, error),
+            timed_out=self._timed_out, cancelled=self._cancelled,
+            error=_setup_error(exited, error),
         )
         return Result(
             name=self.name, line=self.spec.line, argv=list(self.spec.argv), status=status,
-            exit_code=exit_code, signal=sig, oom_killed=oom_killed, timed_out=self.timed_out,
-            attempts=self.attempt, started_at=iso_utc(self.started_at), ended_at=iso_utc(ended_at),
+            exit_code=exit_code, signal=sig, oom_killed=oom_killed, timed_out=self._timed_out,
+            attempts=1, started_at=iso_utc(self.started_at), ended_at=iso_utc(ended_at),
             wall_s=round(ended_mono - self._started_mono, 6),
             cpu_user_s=cpu_user, cpu_system_s=cpu_system,
             peak_memory_bytes=stats.memory_peak_bytes if stats else None,
@@ -178,28 +224,9 @@ class Container:
         )
 
 
-def catches_signal(pid: int, sig: int) -> bool | None:
-    """Whether the process has a handler for sig (SigCgt in /proc/PID/status); None
-    if that cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def _setup_error(exited: Exited | None, error: str | None) -> str | None:
     """An error that means supervise failed (not the command): setup steps, not exec."""
-    if exited is not None and exited.error and exited.error.get("step") == "exec":
+    if exited is not None and exited.error is not None and exited.error.step == "exec":
         return None
     return error
 
-
-__all__ = ["Container", "SpawnerGone"]

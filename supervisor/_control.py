@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import _state
-from ._container import catches_signal
 from ._errors import SuperviseError, UsageError
+from ._procfs import catches_signal
 from ._state import ContainerState
 
 KILL_WAIT_S = 10.0  # how long stop waits after SIGKILL

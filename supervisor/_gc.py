@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,6 @@ from ._state import ContainerState
 
 MIN_ORPHAN_AGE_S = 60.0
 DESTROY_TIMEOUT_S = 5.0
-SUPERVISE_DIR = "supervise"
-_LEAF = re.compile(r"^supervisor-(\d+)$")
 
 
 # -- the decision (pure) ------------------------------------------------------------
@@ -92,49 +89,12 @@ def plan_gc(
 
 
 # -- gathering the facts ----------------------------------------------------------------
-def own_supervise_dirs(layout: cgroupfs.Layout) -> list[str]:
-    """``<own>/supervise`` in each hierarchy where this process would put containers."""
-    if layout.kind == "v2":
-        return [f"{layout.v2_own_dir()}/{SUPERVISE_DIR}"]
-    return sorted({f"{layout.v1_own_dir(c)}/{SUPERVISE_DIR}" for c in layout.v1_mounts})
-
-
 def _subdirs(path: str) -> list[str]:
     try:
         with os.scandir(path) as entries:
             return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError):
         return []
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def populated(path: str) -> bool:
-    """Whether any process is in the cgroup at ``path`` or below (v2: cgroup.events;
-    v1: every cgroup.procs of the subtree). An unreadable cgroup counts as populated."""
-    events = _read(f"{path}/cgroup.events")
-    if events is not None:
-        for line in events.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "populated":
-                return value.strip() != "0"
-    for directory, _subs, files in os.walk(path):
-        if "cgroup.procs" not in files:
-            continue
-        procs = _read(f"{directory}/cgroup.procs")
-        if procs is None:
-            if os.path.exists(directory):
-                return True
-            continue
-        if procs.split():
-            return True
-    return False
 
 
 def _age_s(path: str, now: float) -> float | None:
@@ -155,21 +115,14 @@ def scan_dirs(bases: Sequence[str], *, min_age_s: float = MIN_ORPHAN_AGE_S,
         for path in _subdirs(base):
             age = _age_s(path, now)
             if age is not None:
-                found.append(CgroupDir(path, age, populated(path) if age >= min_age_s else None))
+                found.append(CgroupDir(path, age, cgroupfs.populated(path)
+                                       if age >= min_age_s else None))
     return found
 
 
 def scan_leaves(layout: cgroupfs.Layout) -> list[LeafDir]:
-    if layout.kind != "v2":
-        return []
-    leaves: list[LeafDir] = []
-    for path in _subdirs(layout.v2_own_dir()):
-        match = _LEAF.match(os.path.basename(path))
-        if match is None:
-            continue
-        pid = int(match.group(1))
-        leaves.append(LeafDir(path, pid, os.path.exists(f"/proc/{pid}"), populated(path)))
-    return leaves
+    return [LeafDir(path, pid, os.path.exists(f"/proc/{pid}"), cgroupfs.populated(path))
+            for path, pid in cgroupfs.delegation_leaves(layout)]
 
 
 # -- doing it -----------------------------------------------------------------------------
@@ -177,50 +130,28 @@ class GcError(Exception):
     pass
 
 
-def _mount_of(path: str, mountpoints: Sequence[str]) -> str | None:
-    for mountpoint in sorted(mountpoints, key=len, reverse=True):
-        if path.startswith(mountpoint.rstrip("/") + "/"):
-            return mountpoint
-    return None
-
-
 def destroy_dirs(name: str, paths: Sequence[str], layout: cgroupfs.Layout,
                  timeout: float = DESTROY_TIMEOUT_S) -> None:
     """Kill what is left in a container's cgroup directories and remove them, with
     cgroupfs's own teardown (v1: freeze, SIGKILL, thaw; v2: cgroup.kill; then rmdir,
     EBUSY retried). Only directories named ``name`` on a cgroup mount are touched."""
-    by_mount: dict[str, list[str]] = {}
-    for controller, v1_mount in layout.v1_mounts.items():
-        by_mount.setdefault(v1_mount, []).append(controller)
-    mounts = list(by_mount) + ([layout.v2_mount] if layout.v2_mount is not None else [])
-    v1_dirs: dict[str, str] = {}
+    mounts = [*layout.v1_mounts.values(),
+              *([layout.v2_mount] if layout.v2_mount is not None else [])]
+    v1_dirs: list[str] = []
     v2_dirs: list[str] = []
     for raw in paths:
         path = os.path.normpath(raw)
         if os.path.basename(path) != name:
             raise GcError(f"refusing to remove {path}: not the cgroup of container {name}")
-        mountpoint = _mount_of(path, mounts)
+        mountpoint = cgroupfs.mount_of(path, mounts)
         if mountpoint is None:
             raise GcError(f"refusing to remove {path}: not on a cgroup mount supervise uses")
-        if mountpoint == layout.v2_mount:
-            v2_dirs.append(path)
-            continue
-        for controller in by_mount[mountpoint]:
-            v1_dirs[controller] = path
-    cgroups: list[cgroupfs.Cgroup] = [cgroupfs.V2Cgroup(name, p, owns_parent=False)
-                                      for p in v2_dirs]
+        (v2_dirs if mountpoint == layout.v2_mount else v1_dirs).append(path)
+    cgroups = [cgroupfs.cgroup_at([p], layout=layout) for p in v2_dirs]
     if v1_dirs:
-        cgroups.append(cgroupfs.V1Cgroup(name, v1_dirs, owns_parent=False))
+        cgroups.append(cgroupfs.cgroup_at(v1_dirs, layout=layout))
     for cgroup in cgroups:
         cgroup.destroy(timeout=timeout)
-
-
-def _rmdir_tree(path: str) -> None:
-    """rmdir an empty cgroup and its (empty) children, bottom-up; no killing."""
-    for child in _subdirs(path):
-        _rmdir_tree(child)
-    with contextlib.suppress(FileNotFoundError):
-        os.rmdir(path)
 
 
 @dataclass
@@ -233,7 +164,7 @@ def collect(state_dir: str | None = None, *, layout: cgroupfs.Layout | None = No
             min_age_s: float = MIN_ORPHAN_AGE_S) -> GcPlan:
     layout = layout or cgroupfs.detect_layout()
     states = _state.read_states(state_dir)
-    bases = own_supervise_dirs(layout)
+    bases = cgroupfs.supervise_parents(layout)
     return plan_gc(states, _state.supervisor_alive, scan_dirs(bases, min_age_s=min_age_s),
                    scan_leaves(layout), min_age_s=min_age_s)
 
@@ -265,27 +196,27 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         done(f"removed {state.id} ({state.name}): its supervisor (pid {state.supervisor_pid})"
              " is gone")
     for path in plan.orphan_dirs:
-        if populated(path):
+        if cgroupfs.populated(path):
             continue
         try:
-            _rmdir_tree(path)
-        except OSError as exc:
-            report.errors.append(f"removing {path}: {exc.strerror}")
+            cgroupfs.remove_empty_tree(path)
+        except cgroupfs.CgroupError as exc:
+            report.errors.append(str(exc))
             continue
         touched_parents.add(os.path.dirname(path))
         done(f"removed cgroup {path}: no container uses it")
     for leaf in plan.dead_leaves:
-        if os.path.exists(f"/proc/{leaf.pid}") or populated(leaf.path):
+        if os.path.exists(f"/proc/{leaf.pid}") or cgroupfs.populated(leaf.path):
             continue
         try:
-            _rmdir_tree(leaf.path)
-        except OSError as exc:
-            report.errors.append(f"removing {leaf.path}: {exc.strerror}")
+            cgroupfs.remove_empty_tree(leaf.path)
+        except cgroupfs.CgroupError as exc:
+            report.errors.append(str(exc))
             continue
         done(f"removed cgroup {leaf.path}: its supervisor (pid {leaf.pid}) is gone")
     # Our own "supervise" dirs, once empty, go too (as a supervisor's last container
     # does); a supervise creating one concurrently retries on ENOENT.
-    own = set(own_supervise_dirs(layout))
+    own = set(cgroupfs.supervise_parents(layout))
     for parent in sorted(touched_parents & own):
         with contextlib.suppress(OSError):
             os.rmdir(parent)

@@ -1,6 +1,6 @@
 """One sampler for all containers: each interval, one pass over their cgroups.
 
-Reads only the cgroup files a live view needs (cgroupfs `stats(live=True)`)
+Reads only the cgroup files a live view needs (cgroupfs `stats("live")`)
 and keeps the previous sample per container for CPU %; host totals come from
 psutil. Synchronous and cheap: the async callers run it once per interval.
 """
@@ -56,7 +56,7 @@ class Sampler:
         previous, self._previous = self._previous, {}
         for target in targets:
             try:
-                stats: cgroupfs.Stats | None = target.cgroup.stats(live=True)
+                stats: cgroupfs.Stats | None = target.cgroup.stats("live")
             except cgroupfs.CgroupError:
                 stats = None
             rows.append(sample_container(

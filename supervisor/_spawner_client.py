@@ -8,37 +8,43 @@ import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from nsutil import _proto
+from nsutil._messages import (
+    Exited,
+    Failed,
+    InitSpec,
+    Record,
+    Shutdown,
+    Spawn,
+    Started,
+    WireError,
+    from_wire,
+    to_wire,
+)
 
 from ._errors import SuperviseError
 from ._launch import launch, take_prestarted
 
 
-@dataclass
-class Started:
-    pid: int
-    pidfd: int
+@dataclass(frozen=True)
+class Spawned:
+    """A container's PID 1, just started: its host pid and a pidfd for it (None if
+    the fd was lost on the way: then it cannot be signalled, only waited for)."""
 
-
-@dataclass
-class Exited:
     pid: int
-    status: int
-    rusage: dict[str, float]
-    error: dict[str, Any] | None
+    pidfd: int | None
 
 
 @dataclass
 class _Pending:
     started: anyio.Event = field(default_factory=anyio.Event)
-    start: Started | None = None
+    start: Spawned | None = None
     exit: Exited | None = None
     exited: bool = False
-    failure: dict[str, Any] | None = None
+    failure: Failed | None = None
     on_exit: Callable[[Exited | None], None] | None = None
 
 
@@ -70,10 +76,10 @@ class SpawnerClient:
     def pid(self) -> int:
         return self._process.pid
 
-    async def _send(self, message: dict[str, Any], fds: list[int]) -> None:
-        message = {**message, "nfds": len(fds)}
+    async def _send(self, message: Record, fds: list[int]) -> None:
+        packets = _proto.encode(to_wire(message), len(fds))
         async with self._send_lock:
-            for i, packet in enumerate(_proto.encode(message)):
+            for i, packet in enumerate(packets):
                 anc = _proto.fds_ancillary(fds) if i == 0 else []
                 while True:
                     try:
@@ -84,18 +90,19 @@ class SpawnerClient:
                     except OSError as exc:
                         raise SpawnerGone("the spawner is gone") from exc
 
-    async def spawn(self, cid: str, spec: dict[str, Any], fds: list[int]) -> Started:
-        """Start one container; returns its pid and a pidfd, or raises with the init's report."""
+    async def spawn(self, cid: str, spec: InitSpec, fds: list[int]) -> Spawned:
+        """Start one container; returns its pid and a pidfd, or raises with the spawner's
+        or the init's report."""
         if self._closed:
             raise SpawnerGone("the spawner is gone")
         pending = self._pending[cid] = _Pending()
-        await self._send({"op": "spawn", "id": cid, "spec": spec}, fds)
+        await self._send(Spawn(id=cid, spec=spec), fds)
         await pending.started.wait()
         if pending.start is None:
             self._pending.pop(cid, None)
             if pending.failure is None:
                 raise SpawnerGone("the spawner is gone")
-            raise SuperviseError(str(pending.failure.get("message")))
+            raise SuperviseError(pending.failure.error.message)
         return pending.start
 
     def watch(self, cid: str, on_exit: Callable[[Exited | None], None]) -> None:
@@ -115,30 +122,26 @@ class SpawnerClient:
             self._pending.pop(cid, None)
             pending.on_exit(pending.exit)
 
-    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
-        event = message.get("ev")
-        pending = self._pending.get(str(message.get("id")))
+    def _dispatch(self, message: Record, fds: list[int] | None) -> None:
+        cid = getattr(message, "id", None)
+        pending = self._pending.get(cid) if isinstance(cid, str) else None
         if pending is None:
-            for fd in fds:
+            for fd in fds or []:
                 os.close(fd)
             return
-        if event == "started":
-            pending.start = Started(pid=int(message["pid"]), pidfd=fds[0])
-            for fd in fds[1:]:
-                os.close(fd)
+        if isinstance(message, Started):
+            pending.start = Spawned(message.pid, _pidfd(fds))
             pending.started.set()
-        elif event == "exited":
-            pending.exit = Exited(
-                pid=int(message["pid"]), status=int(message["status"]),
-                rusage=message.get("rusage") or {}, error=message.get("error"),
-            )
-            self._exited(str(message.get("id")), pending)
-        elif event == "failed":
-            pending.failure = message.get("error")
-            self._exited(str(message.get("id")), pending)
+        elif isinstance(message, Exited):
+            pending.exit = message
+            self._exited(message.id, pending)
+        elif isinstance(message, Failed):
+            pending.failure = message
+            self._exited(message.id, pending)
 
     async def read_events(self) -> None:
-        """Route events until the spawner closes its socket (run this in a task)."""
+        """Route events until the spawner closes its socket, or sends what is not a
+        valid event (then it is broken, and treated as dead). Run this in a task."""
         try:
             while True:
                 try:
@@ -151,8 +154,16 @@ class SpawnerClient:
                 if not packet:
                     break
                 decoded = self._decoder.feed(packet, fds)
-                if decoded is not None:
-                    self._dispatch(*decoded)
+                if decoded is None:
+                    continue
+                wire, got = decoded
+                try:
+                    message = from_wire(wire)
+                except WireError:
+                    for fd in got or []:
+                        os.close(fd)
+                    break
+                self._dispatch(message, got)
         finally:
             self._closed = True
             for cid, pending in list(self._pending.items()):
@@ -163,7 +174,7 @@ class SpawnerClient:
         if not self._closed:
             try:
                 with anyio.move_on_after(1):
-                    await self._send({"op": "shutdown"}, [])
+                    await self._send(Shutdown(), [])
             except SpawnerGone:
                 pass
         self._closed = True
@@ -183,3 +194,14 @@ class SpawnerClient:
             self._process.kill()
             self._process.wait()
         self._sock.close()
+
+
+def _pidfd(fds: list[int] | None) -> int | None:
+    """The pidfd that came with a Started event; None if the kernel dropped it (this
+    process is out of descriptors). Never one opened by pid: the spawner may have
+    reaped that pid already, and it may be another process's now."""
+    if not fds:
+        return None
+    for fd in fds[1:]:
+        os.close(fd)
+    return fds[0]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import cgroupfs
 from nsutil import _caps
+from nsutil._messages import InitSpec
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -54,33 +55,26 @@ class ContainerSpec:
         if self.user is not None and not all(0 <= i < 0xFFFFFFFF for i in self.user):
             raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
 
-    def capabilities(self) -> list[int] | None:
+    def capabilities(self) -> tuple[int, ...] | None:
         """The capability numbers the command keeps; None: all (privileged)."""
         if self.privileged:
             return None
-        return _caps.effective_set(self.cap_add, self.cap_drop)
+        return tuple(_caps.effective_set(self.cap_add, self.cap_drop))
 
-    def namespaces(self) -> list[str]:
-        return [ns for ns in NAMESPACES if not (ns == "net" and self.network == "host")]
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(ns for ns in NAMESPACES if not (ns == "net" and self.network == "host"))
 
     def init_spec(
-        self, *, hostname: str, cgroup_join: Sequence[str], loopback_request: bytes | None,
-        stdio: Sequence[int],
-    ) -> dict[str, Any]:
-        """The JSON-able dict the container's init (nsutil) consumes."""
-        return {
-            "argv": list(self.argv),
-            "env": dict(self.env),
-            "cwd": self.workdir,
-            "hostname": hostname,
-            "namespaces": self.namespaces(),
-            "cgroup_join": list(cgroup_join),
-            "loopback_request": loopback_request.hex() if loopback_request else None,
-            "tty": self.tty,
-            "stdio": list(stdio),
-            "capabilities": self.capabilities(),
-            "no_new_privs": not self.privileged,
-            "harden_mounts": not self.privileged,
-            "user": list(self.user) if self.user is not None else None,
-            "init": self.init,
-        }
+        self, *, hostname: str, cgroup_join: Sequence[str], cgroup_fd: int | None,
+        loopback_request: bytes | None, stdio: tuple[int, int, int],
+    ) -> InitSpec:
+        """What the container's init (nsutil's spawner) is sent: stdio and cgroup_fd
+        are indexes into the fds that travel with it."""
+        return InitSpec(
+            argv=tuple(self.argv), env=dict(self.env), cwd=self.workdir, hostname=hostname,
+            namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
+            loopback_request=loopback_request, tty=self.tty, stdio=stdio,
+            capabilities=self.capabilities(), no_new_privs=not self.privileged,
+            harden_mounts=not self.privileged,
+            user=None if self.user is None else (self.user[0], self.user[1]), init=self.init,
+        )

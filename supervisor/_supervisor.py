@@ -9,20 +9,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
 
 import cgroupfs
+from nsutil._messages import InitSpec
 
 from . import _state
-from ._container import Container
+from ._container import Container, remove_cgroup
 from ._errors import SuperviseError
 from ._ids import new_id
 from ._loopback import loopback_up_request
 from ._result import Result, iso_utc
-from ._spawner_client import SpawnerClient, SpawnerGone, Started
+from ._spawner_client import Spawned, SpawnerClient, SpawnerGone
 from ._spec import DEVNULL, ContainerSpec
 
 _LIMIT_FIELDS = dataclasses.fields(cgroupfs.Limits)
@@ -57,9 +57,11 @@ class Supervisor:
             self._state_dir, _state.journal_key(os.getpid(), self._own_start_ticks))
         self._python = python
         self._client: SpawnerClient | None = None
+        self._client_changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._containers: dict[str, Container] = {}
         self._names: set[str] = set()
+        self._claimed: set[str] = set()  # ids whose name is claimed in the state directory
         self._loopback: bytes | None = None
         self._loopback_error: str | None = None
         self._loopback_ready: anyio.Event | None = None
@@ -87,14 +89,14 @@ class Supervisor:
         self._closing = True
         with anyio.CancelScope(shield=True):
             for container in list(self._containers.values()):
-                container.cancelled = container.cancelled or exc_type is not None
-                container.kill()
+                container.kill(cancel=exc_type is not None)
             with anyio.move_on_after(10):
                 for container in list(self._containers.values()):
-                    await container.wait()
-            for container in list(self._containers.values()):  # spawner hung: force
-                container._on_exit(None)
-                container._finish()
+                    await container.exited()
+            # Read their figures and remove their cgroups; what the spawner never
+            # reported exited (it is hung) is recorded as dead with it.
+            for container in list(self._containers.values()):
+                await container.abandon()
             assert self._tg is not None
             tg = self._tg
             if self._client is not None:
@@ -131,17 +133,23 @@ class Supervisor:
                     f"the spawner died {SPAWNER_RESTARTS} times in "
                     f"{SPAWNER_RESTART_WINDOW_S:g}s; giving up")
                 self._warn(self._spawner_error)
-                self._client = None
+                self._set_client(None)
                 return
             self._warn(f"the spawner (pid {client.pid}) died: its running containers are "
                        "recorded as errors; starting a new one")
             try:
-                self._client = SpawnerClient.start(self._python)
+                self._set_client(SpawnerClient.start(self._python))
             except SuperviseError as exc:
                 self._spawner_error = str(exc)
-                self._client = None
+                self._set_client(None)
                 return
             self.spawner_restarts += 1
+
+    def _set_client(self, client: SpawnerClient | None) -> None:
+        """A new spawner (None: none any more); whoever waits for the change hears it."""
+        self._client = client
+        self._client_changed.set()
+        self._client_changed = anyio.Event()
 
     async def _prepare_loopback(self, ready: anyio.Event) -> None:
         """Encode the lo-up request once, in a thread, while the spawner starts."""
@@ -159,17 +167,19 @@ class Supervisor:
             raise SuperviseError(self._loopback_error or "no loopback request")
         return self._loopback
 
-    def _forget(self, container: Container, keep_state: bool = False) -> None:
+    def _container_ended(self, container: Container, cgroup_left: bool) -> None:
+        """A container's end is recorded and its cgroup removed (unless cgroup_left:
+        then its journal entry stays, for `supervise gc`)."""
         self._containers.pop(container.id, None)
         self._names.discard(container.name)
-        if self._write_state:
-            if not keep_state:
-                try:
-                    self._journal.remove(container.id)
-                except OSError as exc:
-                    self._warn(f"writing state to {self._state_dir}: {exc.strerror}")
-            if container.spec.name is not None and container.unique_name:
-                _state.release_name(container.name, container.id, self._state_dir)
+        if self._write_state and not cgroup_left:
+            try:
+                self._journal.remove(container.id)
+            except OSError as exc:
+                self._warn(f"writing state to {self._state_dir}: {exc.strerror}")
+        if container.id in self._claimed:
+            self._claimed.discard(container.id)
+            _state.release_name(container.name, container.id, self._state_dir)
 
     def _announce(self, container: Container) -> None:
         if not self._write_state:
@@ -216,15 +226,16 @@ class Supervisor:
             except OSError as exc:
                 raise SuperviseError(
                     f"claiming the name {name!r} in {self._state_dir}: {exc.strerror}") from exc
+            self._claimed.add(cid)
         try:
-            return await self._start(spec, cid, name, unique_name)
+            return await self._start(spec, cid, name)
         except BaseException:
             if named:
+                self._claimed.discard(cid)
                 _state.release_name(name, cid, self._state_dir)
             raise
 
-    async def _start(self, spec: ContainerSpec, cid: str, name: str,
-                     unique_name: bool) -> Container:
+    async def _start(self, spec: ContainerSpec, cid: str, name: str) -> Container:
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         try:
             # The shared "supervise" parents stay for our lifetime (removed once, at
@@ -235,35 +246,33 @@ class Supervisor:
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
-        cgroup_fd: int | None = None
+        # On v2 the spawner makes PID 1 inside the cgroup (clone3 CLONE_INTO_CGROUP): no
+        # migration, so no global lock (and its RCU grace period). Without the fd (v1),
+        # PID 1 joins through the join files.
+        cgroup_fd = cgroup.open_for_clone()
         try:
             fds, stdio = self._stdio(spec)
             init = spec.init_spec(
                 hostname=spec.hostname or cid, cgroup_join=cgroup.join_files,
-                loopback_request=loopback, stdio=stdio,
+                cgroup_fd=None if cgroup_fd is None else len(fds), loopback_request=loopback,
+                stdio=stdio,
             )
-            if isinstance(cgroup, cgroupfs.V2Cgroup):
-                # The spawner makes PID 1 inside the cgroup (clone3 CLONE_INTO_CGROUP):
-                # no migration, so no global lock (and its RCU grace period). Without
-                # the fd, PID 1 joins through cgroup.procs as before.
-                with contextlib.suppress(OSError):
-                    cgroup_fd = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                    init["cgroup_fd"] = len(fds)
-                    fds = [*fds, cgroup_fd]
+            if cgroup_fd is not None:
+                fds.append(cgroup_fd)
             started_at = time.time()
-            client, started = await self._spawn(cid, init, fds)
+            client, spawned = await self._spawn(cid, init, fds)
         except BaseException:
             self._names.discard(name)
             with anyio.CancelScope(shield=True):
-                cgroup.destroy()
+                await remove_cgroup(cgroup)
             raise
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
-        container = Container(self, cid, name, spec, cgroup, started, started_at)
-        container.unique_name = unique_name
+        container = Container(cid, name, spec, cgroup, spawned, started_at,
+                              on_end=self._container_ended)
         self._containers[cid] = container
-        client.watch(cid, container._on_exit)
+        client.watch(cid, container.notify_exit)
         try:
             self._announce(container)
         except SuperviseError:
@@ -273,8 +282,8 @@ class Supervisor:
             raise
         return container
 
-    async def _spawn(self, cid: str, init: dict[str, Any], fds: list[int]
-                     ) -> tuple[SpawnerClient, Started]:
+    async def _spawn(self, cid: str, init: InitSpec, fds: list[int]
+                     ) -> tuple[SpawnerClient, Spawned]:
         """Spawn with the current spawner; if it has just died, once more with its
         successor (which _serve_spawner starts at once)."""
         for attempt in range(2):
@@ -288,10 +297,10 @@ class Supervisor:
                     raise
                 with anyio.move_on_after(2):
                     while self._client is client:
-                        await anyio.sleep(0.01)
+                        await self._client_changed.wait()
         raise AssertionError("unreachable")
 
-    def _stdio(self, spec: ContainerSpec) -> tuple[list[int], list[int]]:
+    def _stdio(self, spec: ContainerSpec) -> tuple[list[int], tuple[int, int, int]]:
         fds: list[int] = []
         stdio: list[int] = []
         for default, given in ((0, spec.stdin), (1, spec.stdout), (2, spec.stderr)):
@@ -302,7 +311,7 @@ class Supervisor:
             if fd not in fds:
                 fds.append(fd)
             stdio.append(fds.index(fd))
-        return fds, stdio
+        return fds, (stdio[0], stdio[1], stdio[2])
 
     async def run(self, spec: ContainerSpec) -> Result:
         """Start a container and wait for its result."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from nsutil import _proto, spawner_command
+from nsutil._messages import InitSpec, Record, Spawn, from_wire, to_wire
 from supervisor import ContainerSpec, Result, Supervisor
 
 PYTHON = sys.executable
@@ -54,14 +55,33 @@ def supervise(
     )
 
 
-def spawner_message(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def init_spec(**changes: Any) -> InitSpec:
+    """An InitSpec for tests: a bare child (no namespaces, nothing dropped, stdio all
+    fd #0) unless changed; lists given are made tuples."""
+    fields: dict[str, Any] = {
+        "argv": ("true",), "env": {"PATH": "/usr/bin:/bin"}, "cwd": None, "hostname": None,
+        "namespaces": (), "cgroup_join": (), "cgroup_fd": None, "loopback_request": None,
+        "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
+        "harden_mounts": False, "user": None, "init": False}
+    fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+    return InitSpec(**fields)
+
+
+def send_spawn(sock: socket.socket, cid: str, spec: InitSpec, fds: list[int]) -> None:
+    """Ask a spawner for a container, as the supervisor does."""
+    _proto.send_blocking(sock, to_wire(Spawn(id=cid, spec=spec)), fds)
+
+
+def spawner_message(sock: socket.socket) -> tuple[Record, list[int]]:
     """The next whole message (and its fds) a spawner sends on sock (blocking)."""
     decoder, receiver = _proto.Decoder(), _proto.Receiver(sock)
     decoded = None
     while decoded is None:
         packet, fds = receiver.recv()
         decoded = decoder.feed(packet, fds)
-    return decoded
+    wire, got = decoded
+    assert got is not None, "fds lost in transit"
+    return from_wire(wire), got
 
 
 @contextlib.contextmanager

@@ -21,12 +21,21 @@ from typing import Any
 import anyio
 import pytest
 
-from nsutil import _caps, _proto
+from nsutil import _caps
+from nsutil._messages import Started
 from supervisor import ContainerSpec, Supervisor
 from supervisor._errors import UsageError
 from supervisor._options import parse_capabilities, parse_user
 
-from .containers import PYTHON, run_capture, spawner_message, spawner_process, supervise
+from .containers import (
+    PYTHON,
+    init_spec,
+    run_capture,
+    send_spawn,
+    spawner_message,
+    spawner_process,
+    supervise,
+)
 
 DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
 
@@ -533,9 +542,9 @@ def _dead(pid: int) -> bool:
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("spec", [
-    {"user": [65534, 65534]},   # the user switch clears the parent-death signal: re-armed
+    {"user": (65534, 65534)},   # the user switch clears the parent-death signal: re-armed
     {"init": True},
-    {"user": [65534, 65534], "init": True},
+    {"user": (65534, 65534), "init": True},
 ], ids=["user", "init", "user+init"])
 def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
     """Straight to nsutil (no supervisor to clean up after it): SIGKILL the spawner,
@@ -545,17 +554,16 @@ def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
     try:
         with spawner_process() as (ours, spawner):
             devnull = os.open("/dev/null", os.O_RDWR)
-            init = {"argv": ["sleep", "60"], "env": {"PATH": "/usr/bin:/bin"},
-                    "namespaces": ["pid", "mnt", "uts", "ipc"], "stdio": [0, 0, 0],
-                    "capabilities": _caps.effective_set(), "no_new_privs": True,
-                    "harden_mounts": True, **spec}
-            _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": init}, [devnull])
+            init = init_spec(argv=["sleep", "60"], namespaces=["pid", "mnt", "uts", "ipc"],
+                             capabilities=tuple(_caps.effective_set()), no_new_privs=True,
+                             harden_mounts=True, **spec)
+            send_spawn(ours, "x", init, [devnull])
             os.close(devnull)
             message, fds = spawner_message(ours)
             for fd in fds:
                 os.close(fd)
-            assert message["ev"] == "started", message
-            pid = int(message["pid"])
+            assert isinstance(message, Started), message
+            pid = message.pid
             deadline = time.monotonic() + 10
             want = "supervise-init" if spec.get("init") else "sleep"
             while _comm(pid) != want or (spec.get("init") and not _children(pid)):

@@ -14,9 +14,19 @@ from typing import Any
 
 import pytest
 
-from nsutil import _caps, _init, _libc, _plan, _proto
+from nsutil import _caps, _init, _libc, _plan
+from nsutil._messages import (
+    Exited,
+    Failed,
+    InitSpec,
+    Record,
+    Spawn,
+    Started,
+    StepReport,
+)
+from nsutil.spawner import step_report
 
-from .containers import spawner_message, spawner_process
+from .containers import init_spec, send_spawn, spawner_message, spawner_process
 
 DOCKER_MASK = _caps.mask(_caps.CAP_NUMBER[c] for c in _caps.DOCKER_DEFAULT)
 
@@ -33,20 +43,17 @@ def _names(plan: _plan.Plan) -> list[str]:
     return [failure[0] for _fn, _args, failure in plan.steps]
 
 
-def _spec(**changes: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"argv": ["true"], "env": {"PATH": "/usr/bin:/bin"},
-                            "namespaces": ["pid", "mnt", "uts", "ipc", "net", "cgroup"],
-                            "stdio": [0, 0, 1], "hostname": "box"}
-    spec.update(changes)
-    return spec
+def _spec(**changes: Any) -> InitSpec:
+    return init_spec(**{"namespaces": ("pid", "mnt", "uts", "ipc", "net", "cgroup"),
+                        "stdio": (0, 0, 1), "hostname": "box", **changes})
 
 
 # -- pure: compiling ---------------------------------------------------------------
 
 def test_the_steps_follow_the_spec_in_order() -> None:
     plan = _plan.compile_plan(_spec(
-        cgroup_join=["/sys/fs/cgroup/a/tasks"], loopback_request="00",
-        harden_mounts=True, capabilities=[0, 5], user=[1000, 100], no_new_privs=True,
+        cgroup_join=["/sys/fs/cgroup/a/tasks"], loopback_request=b"\0",
+        harden_mounts=True, capabilities=(0, 5), user=(1000, 100), no_new_privs=True,
         cwd="/tmp"), [7, 8], _host(), error_fd=9)
     names = _names(plan)
     assert names[:5] == ["prctl", "cgroup", "unshare", "loopback", "mount"]
@@ -73,8 +80,9 @@ def test_the_steps_follow_the_spec_in_order() -> None:
 
 
 def test_privileged_and_bare_specs_leave_steps_out() -> None:
-    plan = _plan.compile_plan({"argv": ["true"], "stdio": []}, [], _host(), error_fd=3)
-    assert _names(plan) == ["prctl", "stdio", "signals", "signals", "fds"]
+    plan = _plan.compile_plan(init_spec(), [5], _host(), error_fd=3)
+    assert _names(plan) == ["prctl", "stdio", "stdio", "stdio", "stdio", "signals",
+                            "signals", "fds"]
     privileged = _plan.compile_plan(_spec(capabilities=None), [5, 6], _host(), error_fd=3)
     assert "capabilities" not in _names(privileged)
     assert "loopback" not in _names(privileged)  # no request given
@@ -125,15 +133,15 @@ def test_the_static_steps_are_compiled_once_per_host() -> None:
 
 # -- real: a forked child runs the plan ----------------------------------------------
 
-def _run_plan(spec: dict[str, Any], host: _plan.Host) -> tuple[int, bytes, Any]:
+def _run_plan(spec: InitSpec, host: _plan.Host) -> tuple[int, bytes, StepReport | None]:
     """Fork (into a new PID namespace when asked), run the plan in the child, and
     return its exit code, its stdout and its error report (None if it exec'd)."""
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     fds = [os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC), out_w]
-    plan = _plan.compile_plan({**spec, "stdio": [0, 1, 1]}, fds, host, err_w)
+    plan = _plan.compile_plan(_replace(spec, stdio=(0, 1, 1)), fds, host, err_w)
     own_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    new_pid = "pid" in spec.get("namespaces", [])
+    new_pid = "pid" in spec.namespaces
     if new_pid:
         _libc.unshare(_libc.CLONE_NEWPID)
     try:
@@ -149,7 +157,11 @@ def _run_plan(spec: dict[str, Any], host: _plan.Host) -> tuple[int, bytes, Any]:
     _pid, status = os.waitpid(pid, 0)
     with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
         output, report = out.read(), err.read()
-    return os.waitstatus_to_exitcode(status), output, marshal.loads(report) if report else None
+    return os.waitstatus_to_exitcode(status), output, step_report(report)
+
+
+def _replace(spec: InitSpec, **changes: Any) -> InitSpec:
+    return init_spec(**{**{n: getattr(spec, n) for n in spec._fields}, **changes})
 
 
 def _status_field(output: bytes, field: str) -> int:
@@ -169,7 +181,7 @@ def test_the_child_runs_the_plan_and_execs() -> None:
                           "/proc/self/status; cat /proc/sys/kernel/ostype; "
                           "grep ' /proc/sys ' /proc/self/mountinfo | cut -d' ' -f6"],
         namespaces=ALL_NS, hostname="planned", harden_mounts=True,
-        capabilities=_caps.effective_set(), no_new_privs=True), _plan.Host.learn())
+        capabilities=tuple(_caps.effective_set()), no_new_privs=True), _plan.Host.learn())
     assert (code, report) == (0, None), out
     lines = out.decode().splitlines()
     assert lines[0] == "1 planned"
@@ -188,7 +200,7 @@ def test_a_wrong_guess_of_the_permitted_set_is_mended_in_the_child() -> None:
     liar = _plan.Host(host.bounding, (1 << 64) - 1, host.readonly, host.masked, host.ignored)
     code, out, report = _run_plan(_spec(
         argv=["grep", "CapEff", "/proc/self/status"], namespaces=[],
-        capabilities=list(range(41))), liar)
+        capabilities=tuple(range(41))), liar)
     assert (code, report) == (0, None)
     _effective, permitted, _inheritable = _libc.capget()
     assert _status_field(out, "CapEff") == permitted
@@ -222,9 +234,10 @@ def test_missing_and_mistyped_mask_targets_are_taken_as_docker_takes_them() -> N
 ])
 def test_a_failing_step_is_reported_with_its_exit_code(
         spec: dict[str, Any], code: int, step: str, message: str) -> None:
-    got, _out, report = _run_plan({**_spec(namespaces=[]), **spec}, _plan.Host.learn())
+    got, _out, report = _run_plan(_spec(**{"namespaces": (), **spec}), _plan.Host.learn())
     assert got == code
-    assert report == {"step": step, "errno": report["errno"], "message": message}
+    assert report is not None
+    assert (report.step, report.message) == (step, message)
 
 
 @pytest.mark.usefixtures("root_only")
@@ -232,14 +245,12 @@ def test_the_spawner_refuses_what_cannot_be_compiled() -> None:
     """A spec exec could never take fails at once, as a "failed" event: nothing forks."""
     with spawner_process() as (ours, spawner):
         devnull = os.open("/dev/null", os.O_RDWR)
-        _proto.send_blocking(ours, {"op": "spawn", "id": "x", "spec": {
-            "argv": ["true"], "env": {"A=B": "1"}, "stdio": [0, 0, 0]}}, [devnull])
+        send_spawn(ours, "x", init_spec(env={"A=B": "1"}), [devnull])
         os.close(devnull)
         message, fds = spawner_message(ours)
         assert fds == []
-        assert message["ev"] == "failed"
-        assert message["error"]["message"] == (
-            "exec 'true': illegal environment variable name 'A=B'")
+        assert isinstance(message, Failed) and message.id == "x"
+        assert message.error.message == "exec 'true': illegal environment variable name 'A=B'"
         assert Path(f"/proc/{spawner.pid}/task/{spawner.pid}/children").read_text() == ""
 
 
@@ -251,9 +262,8 @@ def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) 
     with spawner_process() as (ours, _spawner):
         devnull = os.open("/dev/null", os.O_RDWR)
         for i in range(count):
-            spec = {"argv": ["sh", "-c", f"exit {i}"], "env": {"PATH": "/usr/bin:/bin"},
-                    "namespaces": ["pid", "mnt"], "stdio": [0, 0, 0]}
-            _proto.send_blocking(ours, {"op": "spawn", "id": f"c{i}", "spec": spec}, [devnull])
+            send_spawn(ours, f"c{i}", init_spec(argv=["sh", "-c", f"exit {i}"],
+                                                namespaces=["pid", "mnt"]), [devnull])
         os.close(devnull)
         started: dict[str, int] = {}
         exited: dict[str, int] = {}
@@ -261,12 +271,12 @@ def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) 
             message, fds = spawner_message(ours)
             for fd in fds:
                 os.close(fd)
-            if message["ev"] == "started":
-                started[message["id"]] = message["pid"]
+            if isinstance(message, Started):
+                started[message.id] = message.pid
             else:
-                assert message["ev"] == "exited", message
-                assert message["pid"] == started[message["id"]]
-                exited[message["id"]] = os.waitstatus_to_exitcode(message["status"])
+                assert isinstance(message, Exited), message
+                assert message.pid == started[message.id]
+                exited[message.id] = os.waitstatus_to_exitcode(message.status)
         assert exited == {f"c{i}": i for i in range(count)}
         assert len(set(started.values())) == count
 
@@ -292,7 +302,7 @@ def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
 
 
 def test_a_child_born_in_its_cgroup_joins_none() -> None:
-    spec = _spec(cgroup_join=["/sys/fs/cgroup/x/cgroup.procs"])
+    spec = _spec(cgroup_join=("/sys/fs/cgroup/x/cgroup.procs",))
     assert "cgroup" in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3))
     assert "cgroup" not in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3,
                                                      joined=True))
@@ -315,9 +325,8 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         fds = [os.open("/dev/null", os.O_RDWR), os.open("/", os.O_RDONLY | os.O_DIRECTORY)]
         # A join that fails shows the child tried to join (clone3 would have made it
         # unnecessary).
-        entry = spawner._prepare({"id": "x", "spec": {
-            "argv": ["true"], "stdio": [0, 0, 0], "cgroup_fd": 1, "namespaces": ["pid"],
-            "cgroup_join": ["/no/such/cgroup/tasks"]}}, fds)
+        entry = spawner._prepare(Spawn(id="x", spec=init_spec(
+            cgroup_fd=1, namespaces=["pid"], cgroup_join=["/no/such/cgroup/tasks"])), fds)
         assert entry is not None and entry.cgroup_fd == fds[1]
         assert "cgroup" not in _names(entry.plan)
         pid = spawner._fork(entry)
@@ -327,21 +336,22 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         message, got = spawner_message(ours)
         for fd in got:
             os.close(fd)
-        assert (message["ev"], message["pid"]) == ("started", pid)
+        assert message == Started(id="x", pid=pid)
         _pid, status = os.waitpid(pid, 0)
         report = read_report_of(entry)
         assert os.waitstatus_to_exitcode(status) == 125
-        assert report["message"] == "joining /no/such/cgroup/tasks: No such file or directory"
+        assert report is not None
+        assert report.message == "joining /no/such/cgroup/tasks: No such file or directory"
         for pidfd in list(spawner.by_pidfd):
             os.close(pidfd)
         os.close(spawner.own_pid_ns)
         spawner.epoll.close()
 
 
-def read_report_of(entry: Any) -> Any:
+def read_report_of(entry: Any) -> StepReport | None:
     from nsutil.spawner import read_report
 
-    return marshal.loads(read_report(entry.err_r))
+    return step_report(read_report(entry.err_r))
 
 
 @pytest.mark.cgroup_v2
@@ -362,19 +372,20 @@ def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
         with spawner_process() as (ours, _spawner):
             directory = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY)
             devnull = os.open("/dev/null", os.O_RDWR)
-            _proto.send_blocking(ours, {"op": "spawn", "id": "b", "spec": {
-                "argv": ["cat", "/proc/self/cgroup"], "env": {"PATH": "/usr/bin:/bin"},
-                "namespaces": ["pid"], "stdio": [0, 1, 1], "cgroup_fd": 2}},
-                [devnull, out_w, directory])
+            send_spawn(ours, "b", init_spec(argv=["cat", "/proc/self/cgroup"],
+                                            namespaces=["pid"], stdio=(0, 1, 1), cgroup_fd=2),
+                       [devnull, out_w, directory])
             for fd in (devnull, out_w, directory):
                 os.close(fd)
-            events = []
-            while not events or events[-1]["ev"] != "exited":
+            events: list[Record] = []
+            while not events or not isinstance(events[-1], Exited):
                 message, fds = spawner_message(ours)
                 for fd in fds:
                     os.close(fd)
                 events.append(message)
-            assert os.waitstatus_to_exitcode(events[-1]["status"]) == 0, events
+            last = events[-1]
+            assert isinstance(last, Exited)
+            assert os.waitstatus_to_exitcode(last.status) == 0, events
             with os.fdopen(out_r, "rb") as out:
                 line = out.read().decode().strip()
             assert layout.v2_mount is not None

@@ -375,7 +375,7 @@ def test_gc_removes_old_empty_unclaimed_cgroups(host: Host) -> None:
     name = f"gc{secrets.token_hex(5)}"
     cgroup = cgroupfs.create_cgroup(name)
     try:
-        bases = _gc.own_supervise_dirs(layout)
+        bases = cgroupfs.supervise_parents(layout)
         mine = [d for d in _gc.scan_dirs(bases) if os.path.basename(d.path) == name]
         assert mine and all(d.age_s < 5 and d.populated is None for d in mine)
         # A real gc leaves it alone: too young.
@@ -402,7 +402,7 @@ def test_gc_spares_a_populated_cgroup(host: Host) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         cgroup.add_pid(sleeper.pid)
-        later = [d for d in _gc.scan_dirs(_gc.own_supervise_dirs(layout),
+        later = [d for d in _gc.scan_dirs(cgroupfs.supervise_parents(layout),
                                           now=time.time() + 120)
                  if os.path.basename(d.path) == name]
         assert later and all(d.populated for d in later)

@@ -39,6 +39,13 @@ def test_public_names_are_pinned() -> None:
             "cgroup_at",
             "remove_unused_parents",
             "v1_controllers_for",
+            "StatsMode",
+            "mount_of",
+            "SUPERVISE_DIR",
+            "supervise_parents",
+            "delegation_leaves",
+            "populated",
+            "remove_empty_tree",
         ]
     )
     for name in cgroupfs.__all__:
@@ -291,6 +298,34 @@ def test_detect_layout_inside_a_container_mount() -> None:
 def test_no_cgroup_mount_is_an_error() -> None:
     with pytest.raises(cgroupfs.CgroupError, match="no cgroup"):
         cgroupfs.detect_layout("", "0::/\n")
+
+
+def test_supervise_parents_one_per_hierarchy_directory() -> None:
+    """Where containers go by default: co-mounted controllers share one directory."""
+    v1 = cgroupfs.detect_layout(text("mountinfo.v1"), text("proc_cgroup.v1"))
+    parents = cgroupfs.supervise_parents(v1)
+    assert "/sys/fs/cgroup/cpu,cpuacct/system.slice/ci-runner.service/supervise" in parents
+    assert len(parents) == len(set(v1.v1_mounts.values()))
+    v2 = cgroupfs.detect_layout(text("mountinfo.v2"), text("proc_cgroup.v2_leaf"))
+    assert cgroupfs.supervise_parents(v2) == [
+        "/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope/supervise"]
+    assert cgroupfs.delegation_leaves(v1) == []  # v1 has none, and looks at nothing
+
+
+def test_cgroup_at_tells_the_hierarchy_by_the_mount_a_path_is_on() -> None:
+    hybrid = cgroupfs.detect_layout(text("mountinfo.hybrid"), text("proc_cgroup.hybrid"))
+    v1 = cgroupfs.cgroup_at(["/sys/fs/cgroup/memory/x/supervise/abc",
+                             "/sys/fs/cgroup/cpuacct/supervise/abc"], layout=hybrid)
+    assert isinstance(v1, cgroupfs.V1Cgroup) and v1.name == "abc"
+    assert len(v1.paths) == 2
+    v2 = cgroupfs.cgroup_at(["/sys/fs/cgroup/unified/supervise/abc"], layout=hybrid)
+    assert isinstance(v2, cgroupfs.V2Cgroup) and v2.path.endswith("/abc")
+    with pytest.raises(cgroupfs.CgroupError, match="not on a cgroup mount"):
+        cgroupfs.cgroup_at(["/tmp/supervise/abc"], layout=hybrid)
+    assert cgroupfs.mount_of("/sys/fs/cgroup/cpuacct/a", ["/sys/fs/cgroup",
+                                                           "/sys/fs/cgroup/cpuacct"]) == (
+        "/sys/fs/cgroup/cpuacct")
+    assert cgroupfs.mount_of("/sys/fs/cgroupx/a", ["/sys/fs/cgroup"]) is None
 
 
 def test_rebased_layout() -> None:

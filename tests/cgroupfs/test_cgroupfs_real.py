@@ -162,7 +162,7 @@ def test_process_lifecycle(
         assert stats.oom_kills == 0
         assert stats.sampled_at_ns is not None
         # what a result needs, and only that
-        final = cgroup.stats(final=True)
+        final = cgroup.stats("final")
         assert final.cpu_user_ns is not None and final.cpu_system_ns is not None
         assert final.memory_peak_bytes is not None or real_layout.kind == "v2"
         assert final.oom_kills == 0
@@ -301,7 +301,7 @@ def test_cgroup_at_reopens_by_recorded_paths(
         again = cgroupfs.cgroup_at(list(made.paths), layout=real_layout)
         assert sorted(again.paths) == sorted(made.paths)
         assert again.stats().pids_limit == 7
-        assert again.stats(live=True).pids_current == 0
+        assert again.stats("live").pids_current == 0
     finally:
         made.destroy()
 
@@ -322,10 +322,58 @@ def test_v1_without_a_pids_limit_counts_tasks_without_a_pids_hierarchy(
     proc = subprocess.Popen([sys.executable, "-c", script], preexec_fn=joiner(cgroup))
     try:
         deadline = time.monotonic() + 10
-        while cgroup.stats(live=True).pids_current != 2 and time.monotonic() < deadline:
+        while cgroup.stats("live").pids_current != 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert cgroup.stats(live=True).pids_current == 2  # tasks: the process and its thread
+        assert cgroup.stats("live").pids_current == 2  # tasks: the process and its thread
         assert cgroup.stats().pids_current == 2
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.cgroup_v2
+def test_an_empty_cgroup_goes_at_once_and_a_populated_one_stays(
+    real_layout: cgroupfs.Layout, cgroup_name: str, made: list[cgroupfs.Cgroup]
+) -> None:
+    """remove_if_empty never waits and never kills: the usual end of a container is
+    one rmdir per directory; a cgroup with a process left is not touched (the caller
+    destroys it, off its event loop)."""
+    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout)
+    made.append(cgroup)
+    proc = subprocess.Popen(["sleep", "30"], preexec_fn=joiner(cgroup))
+    try:
+        assert cgroupfs.populated(cgroup.paths[0])
+        started = time.monotonic()
+        assert cgroup.remove_if_empty() is False
+        assert time.monotonic() - started < 0.5
+        assert all(os.path.isdir(p) for p in cgroup.paths)
+        assert proc.poll() is None  # not killed
+        with pytest.raises(CgroupError):
+            cgroupfs.remove_empty_tree(cgroup.paths[0])
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while cgroupfs.populated(cgroup.paths[0]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert cgroup.remove_if_empty() is True
+    assert not any(os.path.exists(p) for p in cgroup.paths)
+    assert not cgroupfs.populated(cgroup.paths[0])  # gone: nobody there
+
+
+@pytest.mark.cgroup_v2
+def test_open_for_clone_gives_the_v2_directory_and_nothing_on_v1(
+    real_layout: cgroupfs.Layout, cgroup_name: str, made: list[cgroupfs.Cgroup]
+) -> None:
+    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout)
+    made.append(cgroup)
+    fd = cgroup.open_for_clone()
+    if real_layout.kind != "v2":
+        assert fd is None
+        return
+    assert fd is not None
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(cgroup.paths[0]))
+    finally:
+        os.close(fd)
