@@ -15,6 +15,7 @@ import pytest
 from supervisor import ContainerSpec, Limits, Supervisor
 from supervisor._batch import BatchJob, BatchPolicy, run_batch
 from supervisor._schedule import Admission
+from supervisor._state import state_dir
 
 from .conftest import container_cgroups
 from .containers import PYTHON, supervise
@@ -285,7 +286,7 @@ def test_two_batches_at_once_may_share_default_job_names(tmp_path: Path) -> None
     holder = _run_batch_in_background(named, "--no-live")
     try:
         deadline = time.monotonic() + 20
-        while not (Path("/run/supervise/names/unique-x").is_symlink()
+        while not (Path(state_dir(), "names", "unique-x").is_symlink()
                    or time.monotonic() > deadline):
             time.sleep(0.05)
         clash = supervise("batch", str(named), "--no-live")

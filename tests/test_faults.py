@@ -14,7 +14,7 @@ import pytest
 
 from supervisor import ContainerSpec, Supervisor
 
-from .conftest import container_cgroups, container_processes, spawner_processes, state_files
+from .conftest import container_cgroups, container_processes, session_spawners, state_files
 from .containers import PYTHON, supervise
 
 pytestmark = [pytest.mark.usefixtures("root_only"), pytest.mark.hardening]
@@ -127,7 +127,7 @@ async def test_a_spawner_that_keeps_dying_is_given_up() -> None:
                     await anyio.sleep(0.01)
         with pytest.raises(SuperviseError, match="giving up"):
             await sup.run(ContainerSpec(["true"]))
-    assert not spawner_processes()
+    assert not session_spawners()
 
 
 def test_a_full_logs_directory_warns_once_and_the_batch_goes_on(tmp_path: Path) -> None:
