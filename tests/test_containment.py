@@ -419,7 +419,7 @@ async def test_the_command_holds_only_stdio() -> None:
 ORPHANS = """
 for i in $(seq 50); do (sleep 2 &) ; done
 exec %s -c '
-import os, time
+import os, sys, time
 def states():
     found = []
     for pid in os.listdir("/proc"):
@@ -430,13 +430,16 @@ def states():
                 continue
             found.append((stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2]))
     return found
-# Wait until no sleeper is still alive (20 s at most, for a slow machine).
+def zombies():
+    return sum(st == "Z" for _n, st in states())
+# Until every sleeper has ended (none alive, none still a forked shell about to exec
+# sleep) and the zombies are as many as expected: 20 s at most, for a slow machine.
+expected = int(sys.argv[1])
 deadline = time.monotonic() + 20
-time.sleep(0.3)
-while time.monotonic() < deadline and any(n == "sleep" and st != "Z" for n, st in states()):
+while time.monotonic() < deadline and (
+        any(n in ("sleep", "sh") and st != "Z" for n, st in states()) or zombies() != expected):
     time.sleep(0.05)
-time.sleep(0.2)
-print(sum(st == "Z" for _n, st in states()))'
+print(zombies())' %d
 """
 
 
@@ -446,10 +449,10 @@ print(sum(st == "Z" for _n, st in states()))'
 async def test_init_reaps_orphans() -> None:
     """50 orphans exit after the shell exec'd a process that never waits: as PID 1
     that process collects 50 zombies; under --init, PID 1 reaps them all."""
-    script = ORPHANS % PYTHON
     async with Supervisor() as sup:
-        with_init, out_init, err_init = await run_capture(sup, ["sh", "-c", script], init=True)
-        without, out_plain, _ = await run_capture(sup, ["sh", "-c", script])
+        with_init, out_init, err_init = await run_capture(
+            sup, ["sh", "-c", ORPHANS % (PYTHON, 0)], init=True)
+        without, out_plain, _ = await run_capture(sup, ["sh", "-c", ORPHANS % (PYTHON, 50)])
     assert with_init.exit_code == 0, err_init
     assert out_init.strip() == "0"
     assert without.exit_code == 0
