@@ -17,6 +17,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from inspect import iscoroutinefunction
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,29 @@ def state_files() -> set[str]:
 
 def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+# -- async tests: one plugin each ----------------------------------------------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Two plugins run async tests here: pytest-trio (@pytest.mark.trio: the CLI's paths
+    and the containment suite, on trio as the CLI runs) and anyio's (@pytest.mark.anyio:
+    the Python API, on both backends). Each async test must be claimed by exactly one,
+    which pytest-trio's trio_mode (every async test is trio's) would break."""
+    if config.getini("trio_mode"):
+        raise pytest.UsageError("trio_mode must stay off: anyio's plugin runs the API tests")
+    wrong = []
+    for item in items:
+        function = getattr(item, "obj", None)
+        inner = getattr(getattr(function, "hypothesis", None), "inner_test", function)
+        if not iscoroutinefunction(inner):
+            continue
+        by_trio = item.get_closest_marker("trio") is not None
+        by_anyio = "anyio_backend" in getattr(item, "fixturenames", ())
+        if by_trio == by_anyio:
+            wrong.append(f"{item.nodeid} ({'both plugins' if by_trio else 'no plugin'})")
+    if wrong:
+        raise pytest.UsageError("async tests need @pytest.mark.trio or @pytest.mark.anyio,"
+                                " not both: " + ", ".join(wrong))
 
 
 # -- the session ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 By default the command runs with docker's capability set and no_new_privs, /sys
 read-only and /proc masked as docker does; --privileged, --cap-add/--cap-drop,
--u/--user and --init adjust it. Real containers, as root.
+-u/--user and --init adjust it. Real containers, as root, on trio (pytest-trio): the
+backend users get from the CLI.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ print(json.dumps({k: fields[k].strip() for k in
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_default_capabilities_are_dockers_with_no_new_privs() -> None:
@@ -168,7 +169,7 @@ def _host_init_module_errno() -> int:
     return ctypes.get_errno()
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_escapes_fail_with_eperm() -> None:
@@ -218,7 +219,7 @@ print(json.dumps({'own': own, 'moves': moves}))
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_cgroup_files_are_read_only_inside() -> None:
@@ -276,7 +277,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_proc_and_sys_are_masked_and_read_only() -> None:
@@ -294,7 +295,7 @@ async def test_proc_and_sys_are_masked_and_read_only() -> None:
         assert privileged["firmware"]
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -> None:
@@ -315,7 +316,7 @@ async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -
     assert str(target) not in Path("/proc/self/mountinfo").read_text()
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_cap_drop_and_cap_add() -> None:
@@ -400,7 +401,7 @@ print(json.dumps({'fds': fds, 'init': init}))
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_the_command_holds_only_stdio() -> None:
@@ -443,7 +444,7 @@ print(zombies())' %d
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_reaps_orphans() -> None:
@@ -474,7 +475,7 @@ def _comm(pid: int) -> str:
         return ""
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_forwards_sigterm_to_the_command() -> None:
@@ -510,7 +511,7 @@ async def test_init_forwards_sigterm_to_the_command() -> None:
         assert (await graced.wait()).exit_code == 143
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_still_reports_exec_failures(tmp_path: Path) -> None:
