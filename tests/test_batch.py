@@ -15,6 +15,7 @@ import pytest
 from supervisor import ContainerSpec, Limits, Supervisor
 from supervisor._batch import BatchJob, BatchPolicy, run_batch
 from supervisor._schedule import Admission
+from supervisor._state import read_states, state_dir
 
 from .conftest import container_cgroups
 from .containers import PYTHON, supervise
@@ -172,6 +173,14 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path} never had {count} lines")
 
 
+def _wait_for_running(prefix: str, count: int, timeout: float = 30) -> None:
+    """Until the state directory lists ``count`` live containers named ``prefix...``."""
+    deadline = time.monotonic() + timeout
+    while sum(s.name.startswith(prefix) for s in read_states()) < count:
+        assert time.monotonic() < deadline, f"{count} {prefix}* containers never ran"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
                                          (signal.SIGHUP, 129)])
 def test_interrupt_then_resume(tmp_path: Path, sig: int, code: int) -> None:
@@ -182,7 +191,7 @@ def test_interrupt_then_resume(tmp_path: Path, sig: int, code: int) -> None:
     proc = _run_batch_in_background(jobs, "-j", "4", "--results", str(results),
                                     "--stop-timeout", "1s")
     _wait_for_lines(results, 4)
-    time.sleep(0.3)  # the slow ones are running now
+    _wait_for_running("slow", 4)  # -j 4: the quick ones are done, four slow ones run
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
@@ -265,10 +274,16 @@ async def test_cancelling_run_batch_records_cancelled_jobs() -> None:
     jobs = [BatchJob(f"s{i}", ContainerSpec(["sleep", "30"], name=f"s{i}", stop_timeout=0.2))
             for i in range(3)]
     seen: list[str] = []
-    async with Supervisor() as sup:
-        with anyio.move_on_after(0.5):
+    async with Supervisor() as sup, anyio.create_task_group() as tg:
+        async def batch() -> None:
             await run_batch(sup, jobs, BatchPolicy(Admission(max_jobs=2)),
                             on_result=lambda job, result: seen.append(result.status))
+
+        tg.start_soon(batch)
+        with anyio.fail_after(30):
+            while len(sup.containers) < 2:  # -j 2: both slots taken, the third waits
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
     assert seen == ["cancelled", "cancelled"]
 
 
@@ -285,7 +300,7 @@ def test_two_batches_at_once_may_share_default_job_names(tmp_path: Path) -> None
     holder = _run_batch_in_background(named, "--no-live")
     try:
         deadline = time.monotonic() + 20
-        while not (Path("/run/supervise/names/unique-x").is_symlink()
+        while not (Path(state_dir(), "names", "unique-x").is_symlink()
                    or time.monotonic() > deadline):
             time.sleep(0.05)
         clash = supervise("batch", str(named), "--no-live")

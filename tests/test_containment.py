@@ -2,7 +2,8 @@
 
 By default the command runs with docker's capability set and no_new_privs, /sys
 read-only and /proc masked as docker does; --privileged, --cap-add/--cap-drop,
--u/--user and --init adjust it. Real containers, as root.
+-u/--user and --init adjust it. Real containers, as root, on trio (pytest-trio): the
+backend users get from the CLI.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ print(json.dumps({k: fields[k].strip() for k in
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_default_capabilities_are_dockers_with_no_new_privs() -> None:
@@ -177,7 +178,7 @@ def _host_init_module_errno() -> int:
     return ctypes.get_errno()
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_escapes_fail_with_eperm() -> None:
@@ -227,7 +228,7 @@ print(json.dumps({'own': own, 'moves': moves}))
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_cgroup_files_are_read_only_inside() -> None:
@@ -285,7 +286,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_proc_and_sys_are_masked_and_read_only() -> None:
@@ -303,7 +304,7 @@ async def test_proc_and_sys_are_masked_and_read_only() -> None:
         assert privileged["firmware"]
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -> None:
@@ -324,7 +325,7 @@ async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -
     assert str(target) not in Path("/proc/self/mountinfo").read_text()
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_cap_drop_and_cap_add() -> None:
@@ -409,7 +410,7 @@ print(json.dumps({'fds': fds, 'init': init}))
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_the_command_holds_only_stdio() -> None:
@@ -428,7 +429,7 @@ async def test_the_command_holds_only_stdio() -> None:
 ORPHANS = """
 for i in $(seq 50); do (sleep 2 &) ; done
 exec %s -c '
-import os, time
+import os, sys, time
 def states():
     found = []
     for pid in os.listdir("/proc"):
@@ -439,26 +440,29 @@ def states():
                 continue
             found.append((stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2]))
     return found
-# Wait until no sleeper is still alive (20 s at most, for a slow machine).
+def zombies():
+    return sum(st == "Z" for _n, st in states())
+# Until every sleeper has ended (none alive, none still a forked shell about to exec
+# sleep) and the zombies are as many as expected: 20 s at most, for a slow machine.
+expected = int(sys.argv[1])
 deadline = time.monotonic() + 20
-time.sleep(0.3)
-while time.monotonic() < deadline and any(n == "sleep" and st != "Z" for n, st in states()):
+while time.monotonic() < deadline and (
+        any(n in ("sleep", "sh") and st != "Z" for n, st in states()) or zombies() != expected):
     time.sleep(0.05)
-time.sleep(0.2)
-print(sum(st == "Z" for _n, st in states()))'
+print(zombies())' %d
 """
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_reaps_orphans() -> None:
     """50 orphans exit after the shell exec'd a process that never waits: as PID 1
     that process collects 50 zombies; under --init, PID 1 reaps them all."""
-    script = ORPHANS % PYTHON
     async with Supervisor() as sup:
-        with_init, out_init, err_init = await run_capture(sup, ["sh", "-c", script], init=True)
-        without, out_plain, _ = await run_capture(sup, ["sh", "-c", script])
+        with_init, out_init, err_init = await run_capture(
+            sup, ["sh", "-c", ORPHANS % (PYTHON, 0)], init=True)
+        without, out_plain, _ = await run_capture(sup, ["sh", "-c", ORPHANS % (PYTHON, 50)])
     assert with_init.exit_code == 0, err_init
     assert out_init.strip() == "0"
     assert without.exit_code == 0
@@ -480,7 +484,7 @@ def _comm(pid: int) -> str:
         return ""
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_forwards_sigterm_to_the_command() -> None:
@@ -516,7 +520,7 @@ async def test_init_forwards_sigterm_to_the_command() -> None:
         assert (await graced.wait()).exit_code == 143
 
 
-@pytest.mark.anyio
+@pytest.mark.trio
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_init_still_reports_exec_failures(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from supervisor import ContainerSpec, Limits, Supervisor
 
 from .containers import PYTHON
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("root_only"), pytest.mark.hardening]
+# On trio (pytest-trio), the backend users get from the CLI.
+pytestmark = [pytest.mark.trio, pytest.mark.usefixtures("root_only"), pytest.mark.hardening]
 
 # Every process forks for ever, and retries when the kernel says no.
 FORK_BOMB = """
@@ -24,11 +25,6 @@ while True:
     except OSError:
         time.sleep(0.01)
 """
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
 
 
 def _host_latency() -> float:

@@ -13,8 +13,9 @@ import anyio
 import pytest
 
 from supervisor import ContainerSpec, Supervisor
+from supervisor._state import read_states
 
-from .conftest import container_cgroups, container_processes, spawner_processes, state_files
+from .conftest import container_cgroups, container_processes, session_spawners, state_files
 from .containers import PYTHON, supervise
 
 pytestmark = [pytest.mark.usefixtures("root_only"), pytest.mark.hardening]
@@ -63,7 +64,9 @@ def test_sigkill_of_the_supervisor_mid_batch(tmp_path: Path) -> None:
     batch = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", str(jobs), "-j", "50",
                               "--no-live", "--results", str(results)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_until(lambda: len(container_processes() - procs_before) >= 50, 60,
+    # 50 sleeps recorded as started fill every slot (-j 50): no container is being made
+    # when the supervisor dies, so each one left behind is in a state file for gc.
+    _wait_until(lambda: sum(s.argv == ["sleep", "60"] for s in read_states()) == 50, 60,
                 "50 running containers")
     batch.send_signal(signal.SIGKILL)
     batch.wait()
@@ -127,7 +130,7 @@ async def test_a_spawner_that_keeps_dying_is_given_up() -> None:
                     await anyio.sleep(0.01)
         with pytest.raises(SuperviseError, match="giving up"):
             await sup.run(ContainerSpec(["true"]))
-    assert not spawner_processes()
+    assert not session_spawners()
 
 
 def test_a_full_logs_directory_warns_once_and_the_batch_goes_on(tmp_path: Path) -> None:
@@ -160,7 +163,6 @@ async def test_a_cgroup_that_cannot_be_removed_keeps_its_state_for_gc(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import cgroupfs
     from supervisor._gc import gc
-    from supervisor._state import read_states
 
     async with Supervisor(state_dir=str(tmp_path)) as sup:
         container = await sup.start(ContainerSpec(["true"]))

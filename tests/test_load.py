@@ -2,8 +2,8 @@
 
 "1000 jobs at -j 32 with mixed exits, 10% OOM and 10% timeouts: 1000 correct
 records, and zero leaked cgroups, processes, fds or state files" (conftest's
-autouse no_leaks fixture checks cgroups, container processes, spawners and state
-files after each test). Run with -s to see the figures.
+autouse no_leaks fixture checks the session's cgroups, processes, state files and
+fds after each test). Run with -s to see the figures.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import trio
 
 from supervisor import ContainerSpec, Supervisor
 from supervisor._batch import BatchJob, BatchPolicy, run_batch
@@ -88,17 +87,15 @@ def _fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_five_hundred_jobs_in_process_leave_no_fd() -> None:
+@pytest.mark.trio
+async def test_five_hundred_jobs_in_process_leave_no_fd() -> None:
+    """As `supervise batch` runs them: on trio."""
     jobs = [BatchJob(f"t{i}", ContainerSpec(["true"], name=f"t{i}")) for i in range(500)]
-
-    async def main() -> list[str]:
-        async with Supervisor() as sup:
-            outcome = await run_batch(sup, jobs, BatchPolicy(Admission(max_jobs=16)))
-        return [r.status for r in outcome.results]
-
     before = _fd_count()
     started = time.monotonic()
-    statuses = trio.run(main)
+    async with Supervisor() as sup:
+        outcome = await run_batch(sup, jobs, BatchPolicy(Admission(max_jobs=16)))
+    statuses = [r.status for r in outcome.results]
     wall = time.monotonic() - started
     after = _fd_count()
     print(f"\n[load] 500 x true in-process at -j 16: {wall:.1f}s, {500 / wall:.0f} jobs/s; "

@@ -29,6 +29,8 @@ from supervisor.cli._ps import (
     status_of,
 )
 
+from .conftest import session_spawners
+
 PYTHON = sys.executable
 
 
@@ -321,7 +323,7 @@ def test_gc_cleans_up_after_a_killed_supervisor(host: Host) -> None:
     assert list(host.state_dir.glob("*.journal")) == []
     again = host.cli("gc")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
-    _wait_for_spawners_to_go(proc.pid)
+    _wait_for_spawners_to_go()
 
 
 @needs_root
@@ -333,7 +335,7 @@ def test_run_collects_garbage_first(host: Host) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert not any(os.path.exists(p) for p in entry["cgroup_paths"])
     assert host.ps("-a") == []
-    _wait_for_spawners_to_go(proc.pid)
+    _wait_for_spawners_to_go()
 
 
 @needs_root
@@ -418,24 +420,13 @@ def test_gc_spares_a_populated_cgroup(host: Host) -> None:
         cgroup.destroy()
 
 
-def _wait_for_spawners_to_go(supervisor_pid: int) -> None:
-    """The killed supervisor's spawner dies by PR_SET_PDEATHSIG: asynchronously."""
+def _wait_for_spawners_to_go() -> None:
+    """The killed supervisor's spawner dies by PR_SET_PDEATHSIG: asynchronously. (It is in
+    this session's cgroups, as is every supervise the tests start.)"""
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        alive = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"nsutil.spawner" in b" ".join(cmdline) and str(supervisor_pid).encode() in cmdline:
-                alive = True
-        if not alive:
-            return
+    while session_spawners():
+        assert time.monotonic() < deadline, "the dead supervisor's spawner is still there"
         time.sleep(0.05)
-    raise AssertionError("the dead supervisor's spawner is still there")
 
 
 @needs_root

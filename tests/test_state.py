@@ -108,7 +108,7 @@ def test_a_dead_or_reused_supervisor_is_stale() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
 async def test_a_running_container_is_announced(tmp_path: Path) -> None:
     async with Supervisor(state_dir=str(tmp_path)) as sup:
         container = await sup.start(ContainerSpec(["sleep", "30"], name="announced",

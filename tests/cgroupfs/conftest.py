@@ -12,9 +12,11 @@ import pytest
 
 import cgroupfs
 
+from ..conftest import supervise_dirs
+
 FIXTURES = Path(__file__).parent / "fixtures"
-# Every real cgroup a test makes is named with this prefix, so the leak check
-# ignores cgroups that other supervise processes on this host create meanwhile.
+# Every real cgroup a test makes is named with this prefix: what the cleanup below
+# removes is only what these tests made, below this session's `<own>/supervise`.
 PREFIX = f"cgtest-{os.getpid()}-"
 _counter = itertools.count()
 
@@ -23,15 +25,9 @@ def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def _supervise_dirs(layout: cgroupfs.Layout) -> list[str]:
-    if layout.kind == "v2":
-        return [layout.v2_own_dir() + "/supervise"]
-    return sorted({layout.v1_own_dir(c) + "/supervise" for c in layout.v1_mounts})
-
-
-def _ours_below(layout: cgroupfs.Layout) -> list[str]:
+def _ours_below() -> list[str]:
     found: list[str] = []
-    for supervise in _supervise_dirs(layout):
+    for supervise in supervise_dirs():
         if os.path.isdir(supervise):
             found += [
                 os.path.join(supervise, entry)
@@ -76,15 +72,14 @@ def no_leftover_cgroups(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "real_layout" not in request.fixturenames:
         return
-    layout = cgroupfs.detect_layout()
-    leftovers = _ours_below(layout)
+    leftovers = _ours_below()
     for path in leftovers:  # clean up so one failure does not cascade
         for child in sorted(Path(path).rglob("*"), reverse=True):
             if child.is_dir():
                 os.rmdir(child)
         os.rmdir(path)
     if leftovers:
-        for supervise in _supervise_dirs(layout):
-            with contextlib.suppress(OSError):  # busy when another supervise uses it
+        for supervise in supervise_dirs():
+            with contextlib.suppress(OSError):  # busy while a container of ours is left
                 os.rmdir(supervise)
     assert not leftovers, f"cgroups left behind: {leftovers}"

@@ -273,23 +273,28 @@ def test_v1_cgroup_parent_overrides_placement(
 ) -> None:
     if real_layout.kind == "v2":
         pytest.skip("cgroup v1 only")
-    # Only hierarchies where this process sits at the root: a --cgroup-parent is
-    # absolute, and the host's other cgroups (our memory cgroup's siblings) are not ours.
-    at_root = {c: m for c, m in real_layout.v1_mounts.items() if real_layout.v1_paths[c] == "/"}
-    if not at_root:
-        pytest.skip("no v1 hierarchy where this process is at the root")
-    layout = replace(real_layout, v1_mounts=at_root)
-    parent = f"/{cgroup_name}-parent/jobs"
+    # A --cgroup-parent is one absolute path for every hierarchy: take those where this
+    # process sits at the same path (the session's cgroup; the memory one differs here),
+    # and put the parent below it, where the cgroups are ours.
+    by_path: dict[str, dict[str, str]] = {}
+    for controller, mountpoint in real_layout.v1_mounts.items():
+        by_path.setdefault(real_layout.v1_paths[controller], {})[controller] = mountpoint
+    own, chosen = max(by_path.items(), key=lambda item: len(item[1]))
+    layout = replace(real_layout, v1_mounts=chosen)
+    top = f"{own.rstrip('/')}/{cgroup_name}-parent"
+    parent = f"{top}/jobs"
     cgroup = cgroupfs.create_cgroup(cgroup_name, layout=layout, parent=parent)
     try:
         assert {os.path.dirname(p) for p in cgroup.paths} == {
-            f"{m}{parent}" for m in set(at_root.values())
+            f"{m}{parent}" for m in set(chosen.values())
         }
+        assert all(os.path.dirname(os.path.dirname(os.path.dirname(p))) == layout.v1_own_dir(c)
+                   for c in chosen for p in cgroup.paths if p.startswith(chosen[c] + "/"))
     finally:
         cgroup.destroy()
-        for mountpoint in set(at_root.values()):
+        for mountpoint in set(chosen.values()):
             os.rmdir(f"{mountpoint}{parent}")
-            os.rmdir(os.path.dirname(f"{mountpoint}{parent}"))
+            os.rmdir(f"{mountpoint}{top}")
 
 
 @pytest.mark.cgroup_v2
