@@ -45,12 +45,9 @@ def supervise_dirs() -> list[str]:
     """`<own>/supervise` in each hierarchy: where containers' cgroups live by default
     (with the session cgroup, ``<session>/supervise``: ours alone)."""
     try:
-        layout = cgroupfs.detect_layout()
+        return cgroupfs.supervise_parents(cgroupfs.detect_layout())
     except cgroupfs.CgroupError:
         return []
-    if layout.kind == "v2":
-        return [layout.v2_own_dir() + "/supervise"]
-    return sorted({layout.v1_own_dir(c) + "/supervise" for c in layout.v1_mounts})
 
 
 def container_cgroups() -> set[str]:

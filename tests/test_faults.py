@@ -166,14 +166,15 @@ async def test_a_cgroup_that_cannot_be_removed_keeps_its_state_for_gc(
 
     async with Supervisor(state_dir=str(tmp_path)) as sup:
         container = await sup.start(ContainerSpec(["true"]))
-        real_destroy = type(container.cgroup).destroy
 
-        def failing_destroy(self: object, timeout: float = 5.0) -> None:
+        def failing_destroy(timeout: float = 5.0) -> None:
             raise cgroupfs.CgroupError("destroying: processes still there (simulated)")
 
-        monkeypatch.setattr(type(container.cgroup), "destroy", failing_destroy)
+        # A process that will not die keeps it busy: not empty, and destroy gives up.
+        monkeypatch.setattr(container.cgroup, "remove_if_empty", lambda: False)
+        monkeypatch.setattr(container.cgroup, "destroy", failing_destroy)
         result = await container.wait()
-        monkeypatch.setattr(type(container.cgroup), "destroy", real_destroy)
+        monkeypatch.undo()
         assert result.error is not None and "simulated" in result.error
         (kept,) = read_states(str(tmp_path))
         assert kept.id == container.id
