@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._result import STATUSES, Result
+from ._result import STATUSES, Result, Status
 from ._units import format_bytes
 
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand"
@@ -16,7 +16,7 @@ JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSigna
 
 @dataclass(frozen=True)
 class Summary:
-    counts: dict[str, int]
+    counts: dict[Status, int]
     total: int
     slowest: list[Result]
     largest: list[Result]
@@ -25,7 +25,7 @@ class Summary:
 
     @property
     def all_ok(self) -> bool:
-        return self.counts.get("ok", 0) == self.total
+        return self.counts.get(Status.OK, 0) == self.total
 
 
 def summarize(results: Sequence[Result], top: int = 3) -> Summary:

@@ -10,7 +10,7 @@ def test_supervisor_public_api() -> None:
     assert sorted(supervisor.__all__) == sorted([
         "DEVNULL", "Admission", "Batch", "BatchJob", "BatchOutcome", "BatchPolicy",
         "HaltPolicy", "JobOutput", "run_batch", "Container", "ContainerSpec", "Limits",
-        "Result", "Stats", "SuperviseError", "Supervisor", "UsageError",
+        "Result", "Stats", "Status", "SuperviseError", "Supervisor", "UsageError",
     ])
     for name in supervisor.__all__:
         assert getattr(supervisor, name) is not None

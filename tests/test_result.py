@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from supervisor._result import (
     STATUSES,
     Result,
+    Status,
     classify,
     cpu_times,
     exit_code_from_wait_status,
@@ -365,6 +366,29 @@ def test_classify_precedence(
 
 def test_statuses() -> None:
     assert STATUSES == ("ok", "failed", "oom", "timeout", "signaled", "cancelled", "error")
+    assert tuple(Status) == STATUSES
+
+
+def test_status_is_written_as_its_value() -> None:
+    """A Status is a str: the JSON, f-strings and joins show "oom", never "Status.OOM",
+    and a plain string compares equal (so files and callers using strings still work)."""
+    assert json.dumps({"status": Status.OOM}) == '{"status": "oom"}'
+    assert json.dumps([Status.OK], indent=2) == '[\n  "ok"\n]'
+    assert f"{Status.TIMEOUT} 3" == "timeout 3" and str(Status.ERROR) == "error"
+    assert ", ".join(sorted({Status.OOM, Status.ERROR})) == "error, oom"
+    assert Status.OK == "ok" and {"ok": 1}[Status.OK] == 1
+
+
+def test_to_json_is_byte_identical_with_a_status_member() -> None:
+    as_member = make_result(status=Status.OOM).to_json()
+    as_text = make_result(status="oom").to_json()
+    assert as_member == as_text and '"status": "oom"' in as_member
+
+
+def test_from_dict_gives_a_status_member() -> None:
+    result = Result.from_json(make_result(status=Status.SIGNALED).to_json())
+    assert result.status is Status.SIGNALED
+    assert classify(0, None, False, False, False, None) is Status.OK
 
 
 # --- iso_utc -------------------------------------------------------------------
