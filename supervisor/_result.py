@@ -17,6 +17,7 @@ __all__ = [
     "classify",
     "exit_code_from_wait_status",
     "iso_utc",
+    "parse_iso_utc",
 ]
 
 
@@ -215,3 +216,12 @@ def iso_utc(epoch_seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+
+
+def parse_iso_utc(text: str) -> float:
+    """The Unix time of an ISO 8601 time: iso_utc's inverse; an offset other than Z is
+    honoured and a time without one is taken as UTC. Raises ValueError for other text."""
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()

@@ -20,6 +20,7 @@ from supervisor._result import (
     cpu_times,
     exit_code_from_wait_status,
     iso_utc,
+    parse_iso_utc,
 )
 
 FIELD_ORDER = [
@@ -429,6 +430,42 @@ def test_iso_utc_parses_back(epoch: float) -> None:
     assert len(text) == 27 and text.endswith("Z")
     parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     assert abs(parsed - epoch) <= 2e-6
+
+
+@given(st.floats(min_value=-86_400, max_value=4_102_444_800, allow_nan=False))
+def test_parse_iso_utc_round_trip(epoch: float) -> None:
+    assert abs(parse_iso_utc(iso_utc(epoch)) - epoch) <= 1e-6
+    text = iso_utc(epoch)
+    assert iso_utc(parse_iso_utc(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("1970-01-01T00:00:00.000000Z", 0.0),
+        ("2026-11-29T05:17:51.123456Z", 1_795_929_471.123456),
+        ("2026-11-29T05:17:51.123456+00:00", 1_795_929_471.123456),
+        ("2026-11-29T06:17:51.123456+01:00", 1_795_929_471.123456),
+        ("2026-11-29T05:17:51", 1_795_929_471.0),  # no zone: UTC, whatever TZ says
+    ],
+)
+def test_parse_iso_utc(text: str, epoch: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_iso_utc(text) == pytest.approx(epoch, abs=1e-6)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("text", ["", "not a time", "2026-13-01T00:00:00Z", "5 seconds ago",
+                                  "2026-11-29T05:17:51.123456ZZ", "\udcff"])
+def test_parse_iso_utc_rejects_other_text(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_iso_utc(text)
 
 
 # --- cpu_times -------------------------------------------------------------------

@@ -16,6 +16,7 @@ import cgroupfs
 
 from .. import _state
 from .._errors import SuperviseError
+from .._result import parse_iso_utc
 from .._sampler import Sampler, Target
 from .._sampling import ContainerSample, HostSample
 from .._units import parse_interval
@@ -44,19 +45,13 @@ def _targets(refs: Sequence[str], layout: cgroupfs.Layout) -> tuple[list[Target]
         except cgroupfs.CgroupError:
             continue
         state = "running" if _state.supervisor_alive(st) else "orphaned"
-        started = _epoch(st.started_at)
+        try:
+            started = parse_iso_utc(st.started_at)
+        except ValueError:
+            started = time.time()
         targets.append(Target(st.id, st.name, st.pid, shlex.join(st.argv), started, cgroup,
                               state=state, supervisor_pid=st.supervisor_pid))
     return targets, missing
-
-
-def _epoch(iso: str) -> float:
-    import datetime
-
-    try:
-        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
 
 
 def _sample(sampler: Sampler, refs: Sequence[str], layout: cgroupfs.Layout
