@@ -24,7 +24,7 @@ from .._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput
 from .._container import Container
 from .._errors import SuperviseError, UsageError
 from .._gc import gc_quietly
-from .._host import available_memory, host_facts
+from .._host import available_memory, host_facts, read_host_file, require_root
 from .._jobs import Job, JobsFileError, parse_jobs
 from .._options import HostFacts, RunOptions, build_spec
 from .._result import Result
@@ -36,6 +36,7 @@ from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, 
 from .._supervisor import Supervisor
 from .._units import format_bytes, parse_interval, parse_size
 from ._flags import limit_options, parse_job_options, run_fields
+from ._output import EXIT_BATCH_USAGE, say
 from ._signals import STOP_SIGNALS
 
 if TYPE_CHECKING:
@@ -43,16 +44,12 @@ if TYPE_CHECKING:
 
     from .._sampler import Target
 
-EXIT_OK, EXIT_NOT_ALL_OK, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NOT_ALL_OK = 0, 1
 PROGRESS_EVERY_S = 5.0
 
 
 class BatchUsageError(UsageError):
-    exit_code = EXIT_USAGE
-
-
-def _read_text(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    exit_code = EXIT_BATCH_USAGE
 
 
 def _read_jobs_file(path: str) -> str:
@@ -84,7 +81,7 @@ def check_jobs(jobs: list[Job], path: str, host: HostFacts, admission: Admission
     for job in jobs:
         try:
             spec = build_spec(list(job.argv), job.options, host, default_hostname=job.name,
-                              read_file=_read_text)
+                              read_file=read_host_file)
         except UsageError as exc:
             errors.append(f"{path}:{job.line}: {exc}")
             continue
@@ -190,8 +187,7 @@ def batch_command(jobs_file: str, max_jobs: int | None, results: str | None, log
         remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
         skipped = len(jobs) - len(remaining)
         jobs = remaining
-    if os.geteuid() != 0:
-        raise SuperviseError("needs root (namespaces and cgroups); try sudo")
+    require_root()
     if logs is not None:
         try:
             os.makedirs(logs, exist_ok=True)
@@ -232,7 +228,7 @@ class BatchRunner:
     def warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            _say(message)
+            say(message)
 
     def output(self, job: BatchJob, attempt: int) -> JobOutput:
         if self.logs is not None:
@@ -280,13 +276,13 @@ class BatchRunner:
             message = end_message(result, job.spec.timeout)
             if message is not None and result.error:
                 message = f"{job.name}: {message}"
-            _say(message or f"{job.name} {result.status}: exit {result.exit_code}")
+            say(message or f"{job.name} {result.status}: exit {result.exit_code}")
 
     def on_start(self, job: BatchJob, container: Container, attempt: int) -> None:
         if attempt > 1:
             limit = container.spec.limits.memory_bytes
             extra = f" with -m {format_bytes(limit)}" if limit else ""
-            _say(f"{job.name}: attempt {attempt}{extra}")
+            say(f"{job.name}: attempt {attempt}{extra}")
 
     # -- progress and signals -----------------------------------------------------
     def progress(self) -> BatchProgress:
@@ -315,15 +311,15 @@ class BatchRunner:
     async def report_progress(self) -> None:
         while True:
             await anyio.sleep(PROGRESS_EVERY_S)
-            _say(self.progress_line())
+            say(self.progress_line())
 
     async def handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for sig in signals:
             assert self.batch is not None
             if self.interrupted_by is None:
                 self.interrupted_by = sig
-                _say("stopping: no new jobs; running ones get SIGTERM "
-                     "(Ctrl-C again to kill them now)")
+                say("stopping: no new jobs; running ones get SIGTERM "
+                    "(Ctrl-C again to kill them now)")
                 self.batch.stop()
                 self.batch.cancel_running()
             else:
@@ -341,7 +337,7 @@ class BatchRunner:
             # terminal) stop the batch cleanly; unheard, SIGHUP would end the process
             # and leave every running container's cgroups and state behind.
             with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-                async with Supervisor(cgroup_parent=cgroup_parent, warn=_say) as sup:
+                async with Supervisor(cgroup_parent=cgroup_parent, warn=say) as sup:
                     outcome = await self._run(sup, signals)
         finally:
             for writer in (self.results, self.joblog):
@@ -368,11 +364,11 @@ class BatchRunner:
         summary = summarize(outcome.results)
         wall = time.monotonic() - self.started_mono
         for line in format_summary(summary, wall, not_run=outcome.not_started):
-            _say(line)
+            say(line)
         if self.skipped:
-            _say(f"{self.skipped} jobs skipped: already ok in {self.results_path}")
+            say(f"{self.skipped} jobs skipped: already ok in {self.results_path}")
         if outcome.halted is not None:
-            _say(f"halted: --halt {outcome.halted.when},{outcome.halted.condition} reached")
+            say(f"halted: --halt {outcome.halted.when},{outcome.halted.condition} reached")
         if self.interrupted_by is not None:
             return 128 + self.interrupted_by
         if summary.all_ok and not outcome.not_started:
@@ -442,10 +438,6 @@ def _full(path: str) -> bool:
     except OSError:
         return False
     return st.f_bavail == 0 or (st.f_files > 0 and st.f_favail == 0)
-
-
-def _say(message: str) -> None:
-    print(f"supervise: {message}", file=sys.stderr, flush=True)
 
 
 async def _relay(fd: int, name: str, target: int) -> None:

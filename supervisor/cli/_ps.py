@@ -19,6 +19,7 @@ from .. import _control, _gc, _state
 from .._errors import SuperviseError
 from .._result import parse_iso_utc
 from .._state import ContainerState
+from ._output import EXIT_SUPERVISE_FAILED, say
 
 EXIT_NOT_FOUND = 1
 MIN_COMMAND_WIDTH = 20
@@ -153,13 +154,9 @@ def ps_command(show_all: bool, as_json: bool, quiet: bool, no_trunc: bool) -> No
 
 
 # -- kill and stop -------------------------------------------------------------------
-def _say(message: str) -> None:
-    print(f"supervise: {message}", file=sys.stderr, flush=True)
-
-
 def _finish(errors: Sequence[str]) -> None:
     for error in errors:
-        _say(error)
+        say(error)
     sys.stdout.flush()
     if errors:
         sys.exit(EXIT_NOT_FOUND)
@@ -227,5 +224,5 @@ def gc_command(quiet: bool) -> None:
         raise SuperviseError(f"gc: {exc}") from exc
     if report.errors:
         for error in report.errors:
-            _say(f"gc: {error}")
-        sys.exit(125)
+            say(f"gc: {error}")
+        sys.exit(EXIT_SUPERVISE_FAILED)

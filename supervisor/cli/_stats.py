@@ -21,6 +21,7 @@ from .._sampler import Sampler, Target
 from .._sampling import ContainerSample, HostSample
 from .._units import parse_interval
 from .._view import render_text, stats_table, stats_view
+from ._output import say
 
 # --no-stream samples twice this far apart, so that CPU % has a span (docker does too).
 NO_STREAM_SPAN_S = 0.5
@@ -81,7 +82,7 @@ def stats_command(containers: tuple[str, ...], no_stream: bool, interval: str) -
         width = Console().width if sys.stdout.isatty() else 200
         sys.stdout.write(render_text(stats_table(rows, max_rows=None, width=width), width=width))
         for ref in missing:
-            print(f"supervise: no such container: {ref}", file=sys.stderr)
+            say(f"no such container: {ref}")
         sys.exit(1 if missing else 0)
     console = Console(highlight=False)
     with Live(console=console, auto_refresh=False, screen=console.is_terminal) as live, \
