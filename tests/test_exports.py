@@ -34,3 +34,19 @@ def test_the_supervisor_launches_the_spawner_as_nsutil_says() -> None:
     from supervisor._launch import spawner_command
 
     assert spawner_command() == nsutil.spawner_command()
+
+
+def test_each_package_ships_py_typed() -> None:
+    """PEP 561: without the marker in the wheel, a user's mypy skips our types. (Checked
+    by hand with a built wheel: `mypy --strict` then reports `Limits(memory_bytes="x")`.)"""
+    import tomllib
+    from pathlib import Path
+
+    import cgroupfs
+
+    root = Path(nsutil.__file__).parent.parent
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]
+    for package in (cgroupfs, nsutil, supervisor):
+        assert Path(package.__file__).with_name("py.typed").is_file(), package.__name__
+        assert "py.typed" in package_data[package.__name__], package.__name__
