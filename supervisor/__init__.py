@@ -21,7 +21,7 @@ _EXPORTS = {
     "BatchPolicy": "._batch", "JobOutput": "._batch", "run_batch": "._batch",
     "Container": "._container",
     "SuperviseError": "._errors", "UsageError": "._errors",
-    "Result": "._result",
+    "Result": "._result", "Status": "._result",
     "Admission": "._schedule", "HaltPolicy": "._schedule",
     "DEVNULL": "._spec", "ContainerSpec": "._spec",
     "Supervisor": "._supervisor",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput, run_batch
     from ._container import Container
     from ._errors import SuperviseError, UsageError
-    from ._result import Result
+    from ._result import Result, Status
     from ._schedule import Admission, HaltPolicy
     from ._spec import DEVNULL, ContainerSpec
     from ._supervisor import Supervisor
@@ -65,6 +65,7 @@ __all__ = [
     "Limits",
     "Result",
     "Stats",
+    "Status",
     "SuperviseError",
     "Supervisor",
     "UsageError",

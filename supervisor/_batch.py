@@ -20,7 +20,7 @@ import anyio.abc
 from ._container import Container
 from ._errors import SuperviseError
 from ._result import Result, classify, iso_utc
-from ._schedule import RETRYABLE, Admission, HaltPolicy, retry_memory, should_retry
+from ._schedule import FAILED_STATUSES, Admission, HaltPolicy, retry_memory, should_retry
 from ._spec import DEVNULL, ContainerSpec
 from ._supervisor import Supervisor
 
@@ -36,7 +36,7 @@ class BatchJob:
 class BatchPolicy:
     admission: Admission
     retries: int = 0
-    retry_on: frozenset[str] = RETRYABLE
+    retry_on: frozenset[str] = FAILED_STATUSES
     retry_memory_factor: float = 1.0
     halt: HaltPolicy | None = None
 

@@ -1,9 +1,12 @@
-"""Facts about this host that option translation needs, read once."""
+"""This host as the CLI meets it: the facts option translation needs (read once), its
+files as build_spec reads them, and whether we may use namespaces and cgroups."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from ._errors import SuperviseError
 from ._options import HostFacts
 from ._units import parse_cpu_list_file
 
@@ -43,3 +46,15 @@ def available_memory() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
+
+
+def read_host_file(path: str) -> str:
+    """A file's text, as build_spec's read_file (--env-file, /etc/passwd, /etc/group):
+    bytes that are not UTF-8 are kept, as surrogates, for the parsers to report."""
+    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+
+
+def require_root() -> None:
+    """Namespaces and cgroups need root: say so before anything is set up."""
+    if os.geteuid() != 0:
+        raise SuperviseError("needs root (namespaces and cgroups); try sudo")

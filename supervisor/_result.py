@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 __all__ = [
     "STATUSES",
@@ -16,10 +17,24 @@ __all__ = [
     "classify",
     "exit_code_from_wait_status",
     "iso_utc",
+    "parse_iso_utc",
 ]
 
-Status = Literal["ok", "failed", "oom", "timeout", "signaled", "cancelled", "error"]
-STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+
+class Status(enum.StrEnum):
+    """How a job ended (see classify). A str: it compares equal to its value ("ok"),
+    and JSON, f-strings and joins write the value."""
+
+    OK = "ok"
+    FAILED = "failed"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    SIGNALED = "signaled"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+STATUSES: Final[tuple[Status, ...]] = tuple(Status)
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,7 @@ class Result:
                 f"result field 'status' is {values['status']!r}, expected one of "
                 + ", ".join(STATUSES)
             )
+        values["status"] = Status(values["status"])
         return cls(**values)
 
     @classmethod
@@ -154,20 +170,20 @@ def classify(
     code and no signal the command never produced a status, which is an error.
     """
     if error:
-        return "error"
+        return Status.ERROR
     if cancelled:
-        return "cancelled"
+        return Status.CANCELLED
     if timed_out:
-        return "timeout"
+        return Status.TIMEOUT
     if oom_killed:
-        return "oom"
+        return Status.OOM
     if signal is not None:
-        return "signaled"
+        return Status.SIGNALED
     if exit_code is None:
-        return "error"
+        return Status.ERROR
     if exit_code != 0:
-        return "failed"
-    return "ok"
+        return Status.FAILED
+    return Status.OK
 
 
 def cpu_times(
@@ -199,3 +215,13 @@ def iso_utc(epoch_seconds: float) -> str:
     """Format a Unix time as ISO 8601 UTC with microseconds: "2026-11-29T05:17:51.123456Z"."""
     moment = datetime.datetime.fromtimestamp(epoch_seconds, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+
+def parse_iso_utc(text: str) -> float:
+    """The Unix time of an ISO 8601 time: iso_utc's inverse; an offset other than Z is
+    honoured and a time without one is taken as UTC. Raises ValueError for other text."""
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
-from ._result import Result
+from ._result import Result, Status
 
 
 class LineWriter:
@@ -69,10 +69,10 @@ def read_results(path: str) -> list[Result]:
 
 def succeeded(results: list[Result]) -> set[tuple[str, tuple[str, ...]]]:
     """Keys (name, argv) of jobs whose last record is ok."""
-    last: dict[tuple[str, tuple[str, ...]], str] = {}
+    last: dict[tuple[str, tuple[str, ...]], Status] = {}
     for r in results:
         last[resume_key(r.name, r.argv)] = r.status
-    return {key for key, status in last.items() if status == "ok"}
+    return {key for key, status in last.items() if status == Status.OK}
 
 
 def repair_torn_tail(path: str) -> None:

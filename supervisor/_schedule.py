@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from ._errors import UsageError
+from ._result import Status
 
-FAILED_STATUSES = frozenset({"failed", "oom", "timeout", "signaled", "error"})
-RETRYABLE = frozenset({"failed", "oom", "timeout", "signaled", "error"})
+# A job that ran and did not succeed: what --halt fail counts, what --retry-on may name
+# (and retries by default). Not ok, and not cancelled: a cancelled job was stopped by
+# the user or a halt, not failed by itself.
+FAILED_STATUSES: Final[frozenset[Status]] = frozenset(
+    {Status.FAILED, Status.OOM, Status.TIMEOUT, Status.SIGNALED, Status.ERROR})
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,16 @@ def retry_memory(limit: int | None, factor: float, budget: int | None) -> int | 
     return min(raised, budget) if budget is not None else raised
 
 
-def parse_retry_on(text: str) -> frozenset[str]:
+def parse_retry_on(text: str) -> frozenset[Status]:
     reasons = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(reasons - RETRYABLE)
-    if unknown or not reasons:
+    if not reasons or not reasons <= FAILED_STATUSES:
         raise UsageError(
             f"--retry-on {text}: expected a comma-separated list of "
-            f"{', '.join(sorted(RETRYABLE))}")
-    return reasons
+            f"{', '.join(sorted(FAILED_STATUSES))}")
+    return frozenset(Status(reason) for reason in reasons)
 
 
-def should_retry(status: str, attempt: int, retries: int, retry_on: frozenset[str]) -> bool:
+def should_retry(status: Status, attempt: int, retries: int, retry_on: frozenset[str]) -> bool:
     return status in retry_on and attempt <= retries
 
 
@@ -73,9 +76,9 @@ class HaltPolicy:
         if self.condition == "fail":
             reached = sum(counts.get(s, 0) for s in FAILED_STATUSES)
         elif self.condition == "success":
-            reached = counts.get("ok", 0)
+            reached = counts.get(Status.OK, 0)
         elif self.condition == "oom":
-            reached = counts.get("oom", 0)
+            reached = counts.get(Status.OOM, 0)
         else:
             reached = sum(counts.values())
         if reached == 0:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._result import STATUSES, Result
+from ._result import STATUSES, Result, Status, parse_iso_utc
 from ._units import format_bytes
 
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand"
@@ -16,7 +15,7 @@ JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSigna
 
 @dataclass(frozen=True)
 class Summary:
-    counts: dict[str, int]
+    counts: dict[Status, int]
     total: int
     slowest: list[Result]
     largest: list[Result]
@@ -25,7 +24,7 @@ class Summary:
 
     @property
     def all_ok(self) -> bool:
-        return self.counts.get("ok", 0) == self.total
+        return self.counts.get(Status.OK, 0) == self.total
 
 
 def summarize(results: Sequence[Result], top: int = 3) -> Summary:
@@ -77,10 +76,6 @@ def end_message(result: Result, timeout: float | None) -> str | None:
     return None
 
 
-def _epoch(iso: str) -> float:
-    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 def joblog_line(seq: int, result: Result, host: str = ":") -> str:
     """One line of `parallel --joblog`: Seq Host Starttime JobRuntime Send Receive
     Exitval Signal Command (Exitval is the exit status, Signal the killing signal)."""
@@ -88,5 +83,5 @@ def joblog_line(seq: int, result: Result, host: str = ":") -> str:
     if result.signal is None and result.exit_code is None:
         exitval = -1
     command = shlex.join(result.argv).replace("\t", " ").replace("\n", " ")
-    return (f"{seq}\t{host}\t{_epoch(result.started_at):.3f}\t{result.wall_s:.3f}\t0\t0\t"
+    return (f"{seq}\t{host}\t{parse_iso_utc(result.started_at):.3f}\t{result.wall_s:.3f}\t0\t0\t"
             f"{exitval}\t{result.signal or 0}\t{command}")

@@ -22,7 +22,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._result import STATUSES
+from ._result import STATUSES, Status
 from ._sampling import BatchProgress, ContainerSample, FinishedJob, HostSample, busiest_first
 from ._units import format_bytes
 
@@ -44,14 +44,15 @@ __all__ = [
 
 UNKNOWN: Final = "-"
 
+# Keyed by str: a status a newer results format adds is looked up too (and unstyled).
 STATUS_STYLES: Final[dict[str, str]] = {
-    "ok": "green",
-    "failed": "red",
-    "oom": "magenta",
-    "timeout": "yellow",
-    "signaled": "cyan",
-    "cancelled": "dim",
-    "error": "bold red",
+    Status.OK: "green",
+    Status.FAILED: "red",
+    Status.OOM: "magenta",
+    Status.TIMEOUT: "yellow",
+    Status.SIGNALED: "cyan",
+    Status.CANCELLED: "dim",
+    Status.ERROR: "bold red",
 }
 _STATE_STYLES: Final[dict[str, str]] = {"running": "green", "exited": "dim"}
 

@@ -15,7 +15,7 @@ def test_supervisor_public_api() -> None:
     assert sorted(supervisor.__all__) == sorted([
         "DEVNULL", "Admission", "Batch", "BatchJob", "BatchOutcome", "BatchPolicy",
         "HaltPolicy", "JobOutput", "run_batch", "Container", "ContainerSpec", "Limits",
-        "Result", "Stats", "SuperviseError", "Supervisor", "UsageError",
+        "Result", "Stats", "Status", "SuperviseError", "Supervisor", "UsageError",
     ])
     for name in supervisor.__all__:
         assert getattr(supervisor, name) is not None
@@ -71,3 +71,18 @@ def test_ps_kill_stop_and_gc_load_no_event_loop() -> None:
         run = ("from supervisor.cli import _main\n"
                f"try:\n    _main({args!r})\nexcept SystemExit:\n    pass")
         assert _loaded(run, heavy, isolated=False) == [], args
+
+
+def test_each_package_ships_py_typed() -> None:
+    """PEP 561: without the marker in the wheel, a user's mypy skips our types. (Checked
+    by hand with a built wheel: `mypy --strict` then reports `Limits(memory_bytes="x")`.)"""
+    import tomllib
+
+    import cgroupfs
+
+    root = Path(nsutil.__file__).parent.parent
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]
+    for package in (cgroupfs, nsutil, supervisor):
+        assert Path(package.__file__).with_name("py.typed").is_file(), package.__name__
+        assert "py.typed" in package_data[package.__name__], package.__name__

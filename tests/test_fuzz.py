@@ -37,6 +37,7 @@ import supervisor.cli._run as cli_run
 from supervisor._errors import UsageError
 from supervisor._host import host_facts
 from supervisor._jobs import Job, JobsFileError, parse_jobs
+from supervisor._jobs_check import check_jobs
 from supervisor._options import RunOptions
 from supervisor._schedule import Admission
 from supervisor._spec import ContainerSpec
@@ -341,7 +342,7 @@ def _check_jobs_file(text: str) -> None:
         assert job.argv and all(isinstance(word, str) for word in job.argv)
     for admission in (Admission(max_jobs=4), Admission(max_jobs=4, memory_budget=1 << 30)):
         try:
-            checked = cli_batch.check_jobs(jobs, "jobs.txt", host, admission)
+            checked = check_jobs(jobs, "jobs.txt", host, admission)
         except JobsFileError as exc:
             for error in exc.errors:
                 match = re.match(r"^jobs\.txt:(\d+): ", error)
@@ -674,7 +675,7 @@ def test_batch_flags_never_crash(capsys: pytest.CaptureFixture[str],
             assert value.what in ("trio.run", "makedirs outside the scratch dir"), argv
             if value.what == "trio.run":
                 runner = value.call_args[0].__self__
-                policy = runner.policy
+                policy = runner.options.policy
                 assert policy.admission.max_jobs >= 1
                 if not math.isfinite(policy.retry_memory_factor):
                     outcomes["known bug: --retry-memory-factor nan/inf accepted"] += 1

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from supervisor._result import (
     STATUSES,
     Result,
+    Status,
     classify,
     cpu_times,
     exit_code_from_wait_status,
     iso_utc,
+    parse_iso_utc,
 )
 
 FIELD_ORDER = [
@@ -365,6 +367,29 @@ def test_classify_precedence(
 
 def test_statuses() -> None:
     assert STATUSES == ("ok", "failed", "oom", "timeout", "signaled", "cancelled", "error")
+    assert tuple(Status) == STATUSES
+
+
+def test_status_is_written_as_its_value() -> None:
+    """A Status is a str: the JSON, f-strings and joins show "oom", never "Status.OOM",
+    and a plain string compares equal (so files and callers using strings still work)."""
+    assert json.dumps({"status": Status.OOM}) == '{"status": "oom"}'
+    assert json.dumps([Status.OK], indent=2) == '[\n  "ok"\n]'
+    assert f"{Status.TIMEOUT} 3" == "timeout 3" and str(Status.ERROR) == "error"
+    assert ", ".join(sorted({Status.OOM, Status.ERROR})) == "error, oom"
+    assert Status.OK == "ok" and {"ok": 1}[Status.OK] == 1
+
+
+def test_to_json_is_byte_identical_with_a_status_member() -> None:
+    as_member = make_result(status=Status.OOM).to_json()
+    as_text = make_result(status="oom").to_json()
+    assert as_member == as_text and '"status": "oom"' in as_member
+
+
+def test_from_dict_gives_a_status_member() -> None:
+    result = Result.from_json(make_result(status=Status.SIGNALED).to_json())
+    assert result.status is Status.SIGNALED
+    assert classify(0, None, False, False, False, None) is Status.OK
 
 
 # --- iso_utc -------------------------------------------------------------------
@@ -405,6 +430,42 @@ def test_iso_utc_parses_back(epoch: float) -> None:
     assert len(text) == 27 and text.endswith("Z")
     parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     assert abs(parsed - epoch) <= 2e-6
+
+
+@given(st.floats(min_value=-86_400, max_value=4_102_444_800, allow_nan=False))
+def test_parse_iso_utc_round_trip(epoch: float) -> None:
+    assert abs(parse_iso_utc(iso_utc(epoch)) - epoch) <= 1e-6
+    text = iso_utc(epoch)
+    assert iso_utc(parse_iso_utc(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("1970-01-01T00:00:00.000000Z", 0.0),
+        ("2026-11-29T05:17:51.123456Z", 1_795_929_471.123456),
+        ("2026-11-29T05:17:51.123456+00:00", 1_795_929_471.123456),
+        ("2026-11-29T06:17:51.123456+01:00", 1_795_929_471.123456),
+        ("2026-11-29T05:17:51", 1_795_929_471.0),  # no zone: UTC, whatever TZ says
+    ],
+)
+def test_parse_iso_utc(text: str, epoch: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_iso_utc(text) == pytest.approx(epoch, abs=1e-6)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("text", ["", "not a time", "2026-13-01T00:00:00Z", "5 seconds ago",
+                                  "2026-11-29T05:17:51.123456ZZ", "\udcff"])
+def test_parse_iso_utc_rejects_other_text(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_iso_utc(text)
 
 
 # --- cpu_times -------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from supervisor._errors import UsageError
+from supervisor._result import Status
 from supervisor._schedule import (
+    FAILED_STATUSES,
     Admission,
     HaltPolicy,
     parse_halt,
@@ -49,6 +51,16 @@ def test_retry_decisions() -> None:
     assert not should_retry("ok", 1, 2, on)
     with pytest.raises(UsageError, match="--retry-on nope"):
         parse_retry_on("nope")
+
+
+def test_failed_statuses_are_every_status_but_ok_and_cancelled() -> None:
+    """One set: what --halt fail counts is what --retry-on may name."""
+    assert set(Status) - {Status.OK, Status.CANCELLED} == FAILED_STATUSES
+    assert parse_retry_on("failed,oom,timeout,signaled,error") == FAILED_STATUSES
+    assert all(isinstance(s, Status) for s in parse_retry_on(" oom , timeout"))
+    with pytest.raises(UsageError, match=r"expected a comma-separated list of "
+                                          r"error, failed, oom, signaled, timeout$"):
+        parse_retry_on("cancelled")
 
 
 @pytest.mark.parametrize(

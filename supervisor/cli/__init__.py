@@ -12,15 +12,12 @@ import importlib
 import os
 import sys
 import traceback
-import unicodedata
 from typing import NoReturn
 
 import click
 
 from .._errors import JobsFileError, SuperviseError
-
-EXIT_SUPERVISE_FAILED = 125
-EXIT_BATCH_USAGE = 2
+from ._output import EXIT_BATCH_USAGE, EXIT_SUPERVISE_FAILED, fail, say
 
 # command -> (module, attribute): a command's module (and what it imports: rich,
 # psutil...) loads only when that command runs, so `supervise run` starts fast.
@@ -55,19 +52,6 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, debug: bool) -> None:
     """Run isolated, resource-limited containers without a daemon."""
     ctx.obj = {"debug": debug}
-
-
-def one_line(message: str) -> str:
-    """The message with control characters and line breaks shown as escapes: a user's
-    value ("-w $'a\\nb'") must not split an error over lines."""
-    return "".join(
-        repr(c)[1:-1] if c != "\t" and unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c
-        for c in message)
-
-
-def fail(message: str, code: int = EXIT_SUPERVISE_FAILED) -> NoReturn:
-    print(f"supervise: {one_line(message)}", file=sys.stderr, flush=True)
-    sys.exit(code)
 
 
 def _prestart_spawner(args: list[str]) -> None:
@@ -122,7 +106,7 @@ def _main(args: list[str]) -> NoReturn:
         fail("interrupted", 130)
     except JobsFileError as exc:
         for error in exc.errors:
-            print(f"supervise: {one_line(error)}", file=sys.stderr)
+            say(error)
         sys.exit(exc.exit_code)
     except SuperviseError as exc:
         if debug:

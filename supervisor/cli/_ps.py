@@ -3,7 +3,6 @@ found through the state directory."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import shlex
 import shutil
@@ -18,7 +17,9 @@ import cgroupfs
 
 from .. import _control, _gc, _state
 from .._errors import SuperviseError
+from .._result import parse_iso_utc
 from .._state import ContainerState
+from ._output import EXIT_SUPERVISE_FAILED, say
 
 EXIT_NOT_FOUND = 1
 MIN_COMMAND_WIDTH = 20
@@ -56,20 +57,11 @@ def human_duration(seconds: float) -> str:
 
 def created_ago(started_at: str, now: float) -> str:
     """An ISO 8601 UTC start time as "5 seconds ago"; unparsable text is shown as is."""
-    started = parse_iso(started_at)
-    if started is None:
+    try:
+        started = parse_iso_utc(started_at)
+    except ValueError:
         return started_at
     return f"{human_duration(max(0.0, now - started))} ago"
-
-
-def parse_iso(text: str) -> float | None:
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def status_of(supervisor_alive: bool, pid1_alive: bool) -> str:
@@ -162,13 +154,9 @@ def ps_command(show_all: bool, as_json: bool, quiet: bool, no_trunc: bool) -> No
 
 
 # -- kill and stop -------------------------------------------------------------------
-def _say(message: str) -> None:
-    print(f"supervise: {message}", file=sys.stderr, flush=True)
-
-
 def _finish(errors: Sequence[str]) -> None:
     for error in errors:
-        _say(error)
+        say(error)
     sys.stdout.flush()
     if errors:
         sys.exit(EXIT_NOT_FOUND)
@@ -236,5 +224,5 @@ def gc_command(quiet: bool) -> None:
         raise SuperviseError(f"gc: {exc}") from exc
     if report.errors:
         for error in report.errors:
-            _say(f"gc: {error}")
-        sys.exit(125)
+            say(f"gc: {error}")
+        sys.exit(EXIT_SUPERVISE_FAILED)

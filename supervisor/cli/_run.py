@@ -18,20 +18,17 @@ import trio
 from .._container import Container
 from .._errors import SuperviseError
 from .._gc import gc_quietly
-from .._host import host_facts
+from .._host import host_facts, read_host_file, require_root
 from .._ids import new_id
 from .._options import RunOptions, build_spec
-from .._result import Result
+from .._result import Result, Status
 from .._spec import DEVNULL, ContainerSpec
 from .._summary import end_message
 from .._supervisor import Supervisor
 from .._tty import PtyPump, copy_window_size, raw_mode, terminal_fd
 from ._flags import limit_options, name_option, run_fields, terminal_options
+from ._output import EXIT_SUPERVISE_FAILED, say
 from ._signals import STOP_SIGNALS
-
-
-def _read_text(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
 
 
 @click.command(
@@ -52,9 +49,8 @@ def run_command(command: tuple[str, ...], report: str | None, cgroup_parent: str
     opts = RunOptions(**run_fields(flags))
     cid = new_id()
     spec = build_spec(list(command), opts, host_facts(), default_hostname=cid,
-                      read_file=_read_text)
-    if os.geteuid() != 0:
-        raise SuperviseError("needs root (namespaces and cgroups); try sudo")
+                      read_file=read_host_file)
+    require_root()
     gc_quietly()
     result = trio.run(_run, cid, spec, opts.interactive, cgroup_parent)
     _report(result, spec, report)
@@ -62,17 +58,15 @@ def run_command(command: tuple[str, ...], report: str | None, cgroup_parent: str
 
 
 def exit_status(result: Result) -> int:
-    if result.status == "error":
-        return 125
-    if result.exit_code is None:
-        return 125
+    if result.status == Status.ERROR or result.exit_code is None:
+        return EXIT_SUPERVISE_FAILED
     return result.exit_code
 
 
 def _report(result: Result, spec: ContainerSpec, path: str | None) -> None:
     message = end_message(result, spec.timeout)
     if message is not None:
-        print(f"supervise: {message}", file=sys.stderr)
+        say(message)
     if path is not None:
         try:
             Path(path).write_text(result.to_json() + "\n")

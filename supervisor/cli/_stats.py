@@ -16,10 +16,12 @@ import cgroupfs
 
 from .. import _state
 from .._errors import SuperviseError
+from .._result import parse_iso_utc
 from .._sampler import Sampler, Target
 from .._sampling import ContainerSample, HostSample
 from .._units import parse_interval
 from .._view import render_text, stats_table, stats_view
+from ._output import say
 
 # --no-stream samples twice this far apart, so that CPU % has a span (docker does too).
 NO_STREAM_SPAN_S = 0.5
@@ -44,19 +46,13 @@ def _targets(refs: Sequence[str], layout: cgroupfs.Layout) -> tuple[list[Target]
         except cgroupfs.CgroupError:
             continue
         state = "running" if _state.supervisor_alive(st) else "orphaned"
-        started = _epoch(st.started_at)
+        try:
+            started = parse_iso_utc(st.started_at)
+        except ValueError:
+            started = time.time()
         targets.append(Target(st.id, st.name, st.pid, shlex.join(st.argv), started, cgroup,
                               state=state, supervisor_pid=st.supervisor_pid))
     return targets, missing
-
-
-def _epoch(iso: str) -> float:
-    import datetime
-
-    try:
-        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
 
 
 def _sample(sampler: Sampler, refs: Sequence[str], layout: cgroupfs.Layout
@@ -86,7 +82,7 @@ def stats_command(containers: tuple[str, ...], no_stream: bool, interval: str) -
         width = Console().width if sys.stdout.isatty() else 200
         sys.stdout.write(render_text(stats_table(rows, max_rows=None, width=width), width=width))
         for ref in missing:
-            print(f"supervise: no such container: {ref}", file=sys.stderr)
+            say(f"no such container: {ref}")
         sys.exit(1 if missing else 0)
     console = Console(highlight=False)
     with Live(console=console, auto_refresh=False, screen=console.is_terminal) as live, \
