@@ -19,7 +19,7 @@ import anyio.abc
 
 from ._container import Container
 from ._errors import SuperviseError
-from ._result import Result, classify, iso_utc
+from ._result import Result, Status, classify, iso_utc
 from ._schedule import FAILED_STATUSES, Admission, HaltPolicy, retry_memory, should_retry
 from ._spec import DEVNULL, ContainerSpec
 from ._supervisor import Supervisor
@@ -167,11 +167,11 @@ class Batch:
             self._notify()
         result = dataclasses.replace(result, attempts=attempt, stdout_path=output.stdout_path,
                                      stderr_path=output.stderr_path)
-        if (not self._stopping and result.status != "cancelled"
+        if (not self._stopping and result.status != Status.CANCELLED
                 and should_retry(result.status, attempt, self.policy.retries,
                                  self.policy.retry_on)):
             next_memory = memory
-            if result.status == "oom":
+            if result.status == Status.OOM:
                 next_memory = retry_memory(memory, self.policy.retry_memory_factor,
                                            self.policy.admission.memory_budget)
             self.queue.appendleft((job, attempt + 1, next_memory))
