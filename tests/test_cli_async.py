@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from supervisor._container import Container
-from supervisor.cli._batch import _relay
+from supervisor.cli._batch_runner import _relay
 from supervisor.cli._run import _forward_signals
 
 pytestmark = pytest.mark.trio
