@@ -62,7 +62,10 @@ class Record:
 
     _kind: ClassVar[str]
     _fields: ClassVar[tuple[str, ...]]
-    _checks: ClassVar[tuple[Check, ...]]
+    _field_set: ClassVar[frozenset[str]]
+    _wire_keys: ClassVar[frozenset[str]]
+    _checks: ClassVar[tuple[tuple[str, Check], ...]]
+    _nested: ClassVar[tuple[str, ...]]
 
     def __init_subclass__(cls, *, kind: str, **options: Any) -> None:
         super().__init_subclass__(**options)
@@ -72,18 +75,21 @@ class Record:
                        if not str(hint).startswith("ClassVar"))
         if kind in _KINDS or KIND in fields:
             raise TypeError(f"record kind {kind!r} defined twice, or a field named {KIND!r}")
+        checks = tuple((name, _check_for(str(annotations[name]))) for name in fields)
         cls._kind = kind
         cls._fields = fields
-        cls._checks = tuple(_check_for(str(annotations[name])) for name in fields)
+        cls._field_set = frozenset(fields)
+        cls._wire_keys = frozenset((*fields, KIND))
+        cls._checks = checks
+        cls._nested = tuple(name for name, check in checks if getattr(check, "nested", False))
         _KINDS[kind] = cls
 
     def __init__(self, **values: Any) -> None:
-        if len(values) != len(self._fields) or not all(n in values for n in self._fields):
+        if values.keys() != self._field_set:
             missing = [n for n in self._fields if n not in values]
-            unknown = [n for n in values if n not in self._fields]
+            unknown = [n for n in values if n not in self._field_set]
             raise TypeError(f"{type(self).__name__}: missing {missing}, unknown {unknown}")
-        for name in self._fields:
-            object.__setattr__(self, name, values[name])
+        self.__dict__.update(values)  # past the frozen __setattr__
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is frozen")
@@ -106,9 +112,11 @@ class Record:
 def to_wire(record: Record) -> dict[str, Any]:
     """The record as a dict of marshal-able values (nested records as dicts too)."""
     wire: dict[str, Any] = {KIND: record._kind}
-    for name in record._fields:
-        value = getattr(record, name)
-        wire[name] = to_wire(value) if isinstance(value, Record) else value
+    wire.update(record.__dict__)
+    for name in record._nested:
+        value = wire[name]
+        if value is not None:
+            wire[name] = to_wire(value)
     return wire
 
 
@@ -124,18 +132,25 @@ def from_wire(wire: object, expected: type[Record] | None = None) -> Record:
     if cls is None or (expected is not None and cls is not expected):
         wanted = expected._kind if expected is not None else "a known kind"
         raise WireError(f"message kind {kind!r}: expected {wanted}", id=about)
-    values: dict[str, object] = {}
-    for name, check in zip(cls._fields, cls._checks, strict=True):
-        if name not in wire:
-            raise WireError(f"{cls._kind} message: missing field {name!r}", id=about)
-        try:
-            values[name] = check(wire[name], name)
-        except WireError as exc:
-            raise WireError(f"{cls._kind} message: {exc}", id=about) from None
-    if len(wire) != len(cls._fields) + 1:
-        unknown = sorted(str(k) for k in wire if k != KIND and k not in cls._fields)
+    if wire.keys() != cls._wire_keys:
+        missing = [n for n in cls._fields if n not in wire]
+        if missing:
+            raise WireError(f"{cls._kind} message: missing field {missing[0]!r}", id=about)
+        unknown = sorted(str(k) for k in wire if k not in cls._wire_keys)
         raise WireError(f"{cls._kind} message: unknown field {unknown[0]!r}", id=about)
-    return cls(**values)
+    values = dict(wire)
+    del values[KIND]
+    try:
+        for name, check in cls._checks:
+            value = values[name]
+            checked = check(value, name)
+            if checked is not value:
+                values[name] = checked
+    except WireError as exc:
+        raise WireError(f"{cls._kind} message: {exc}", id=about) from None
+    record = object.__new__(cls)
+    record.__dict__.update(values)
+    return record
 
 
 # -- checks, derived from annotations ------------------------------------------------
@@ -157,6 +172,7 @@ def _check_for(annotation: str) -> Check:
 
         def optional(value: object, where: str) -> object:
             return None if value is None else inner(value, where)
+        optional.nested = getattr(inner, "nested", False)  # type: ignore[attr-defined]
         return optional
     if text in _SCALARS:
         kinds = _SCALARS[text]
@@ -168,6 +184,17 @@ def _check_for(annotation: str) -> Check:
         return scalar
     if text.startswith("tuple[") and text.endswith("]"):
         parts = [p.strip() for p in text[len("tuple["):-1].split(",")]
+        if len(parts) == 2 and parts[1] == "..." and parts[0] in _SCALARS:
+            kinds = _SCALARS[parts[0]]
+
+            def scalars(value: object, where: str) -> object:
+                if type(value) is not tuple:
+                    raise _wrong(where, text, value)
+                for element in value:
+                    if type(element) not in kinds:
+                        raise _wrong(where, parts[0], element)
+                return value
+            return scalars
         if len(parts) == 2 and parts[1] == "...":
             item = _check_for(parts[0])
 
@@ -201,6 +228,7 @@ def _check_for(annotation: str) -> Check:
                     return from_wire(value, cls)
                 except WireError as exc:
                     raise WireError(f"field {where!r}: {exc}") from None
+            nested.nested = True  # type: ignore[attr-defined]  # to_wire converts it
             return nested
     raise TypeError(f"no wire form for the annotation {annotation!r}")
 
