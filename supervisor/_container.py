@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import anyio
+import anyio.to_thread
 
 import cgroupfs
 from nsutil._messages import Exited
