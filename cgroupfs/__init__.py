@@ -11,12 +11,12 @@ from ._create import (
     mount_of,
     open_cgroup,
     remove_unused_parents,
-    v1_controllers_for,
 )
 from ._errors import CgroupError
 from ._layout import Layout, detect_layout
 from ._limits import Limits, shares_to_weight, v1_limit_files, v2_limit_files
 from ._placement import (
+    LEAF,
     SUPERVISE_DIR,
     delegation_leaves,
     populated,
@@ -49,7 +49,7 @@ __all__ = [
     "cgroup_at",
     "mount_of",
     "remove_unused_parents",
-    "v1_controllers_for",
+    "LEAF",
     "SUPERVISE_DIR",
     "supervise_parents",
     "delegation_leaves",

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from . import _fs
 from ._errors import CgroupError
-from ._layout import DEFAULT_ROOT, V1_CONTROLLERS, Layout, detect_layout, join_cgroup
-from ._limits import Limits
-from ._placement import SUPERVISE_DIR, supervise_parents
+from ._layout import DEFAULT_ROOT, Layout, detect_layout, join_cgroup
+from ._limits import Limits, limited_controllers
+from ._placement import LEAF, SUPERVISE_DIR, supervise_parents
 from ._protocol import Cgroup
 from ._teardown import remove_if_unused
 from ._v1 import V1Cgroup
@@ -106,32 +106,11 @@ def _remove_made(made: list[str]) -> None:
             remove_if_unused(directory)
 
 
-def v1_controllers_for(limits: Limits | None) -> tuple[str, ...]:
-    """The v1 hierarchies a container in its own PID namespace needs (pure): memory
-    and cpuacct always (its figures), pids, cpu and cpuset only for their limits
-    (without a pids hierarchy the count of tasks comes from another one's ``tasks``).
-    No freezer: killing PID 1 kills the whole PID namespace at once. Fewer
-    hierarchies, less work per container: each costs a mkdir, an rmdir and the
-    child's join, ~0.1 ms in the kernel here."""
-    chosen = ["memory", "cpuacct"]
-    if limits is not None:
-        if limits.pids_max is not None:
-            chosen.append("pids")
-        if limits.cpu_shares is not None or limits.cpu_quota_us is not None:
-            chosen.append("cpu")
-        if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
-            chosen.append("cpuset")
-    return tuple(c for c in V1_CONTROLLERS if c in chosen)
-
-
-def _v1_dirs(layout: Layout, name: str, parent: str | None,
-             controllers: Sequence[str] | None = None) -> dict[str, tuple[str, list[str]]]:
-    """controller -> (start directory, components below it to the parent of ``name``)."""
+def _v1_dirs(layout: Layout, parent: str | None) -> dict[str, tuple[str, list[str]]]:
+    """controller -> (start directory, components below it to the parent of a new
+    cgroup), for every mounted v1 hierarchy."""
     placed: dict[str, tuple[str, list[str]]] = {}
-    for controller in V1_CONTROLLERS if controllers is None else controllers:
-        mountpoint = layout.v1_mounts.get(controller)
-        if mountpoint is None:
-            continue
+    for controller, mountpoint in layout.v1_mounts.items():
         if parent is None:
             placed[controller] = (layout.v1_own_dir(controller), [SUPERVISE_DIR])
         else:
@@ -155,33 +134,40 @@ def create_cgroup(
     layout: Layout | None = None,
     root: str = DEFAULT_ROOT,
     remove_parent: bool = True,
-    v1_controllers: Sequence[str] | None = None,
+    leaf: str | None = LEAF,
 ) -> Cgroup:
     """Create ``<own cgroup>/supervise/<name>`` (or ``<parent>/<name>``) and apply ``limits``.
 
-    v1 and hybrid layouts get one directory per mounted hierarchy among
-    memory, cpu, cpuacct, cpuset, pids, freezer. On v2 the controllers are
-    enabled down the chain; with the default placement this process first moves
-    itself into ``<own>/supervisor-<pid>`` if ``<own>`` has processes (see
-    :func:`prepare_v2_delegation`). If anything fails, what was made is removed.
-    ``root`` relocates mountpoints below /sys/fs/cgroup (for test trees).
+    A cgroup is made in every mounted hierarchy: each v1 one (controllers and named
+    hierarchies alike) and, on a hybrid host, the unified tree, so that a cgroup
+    namespace made by a process inside is rooted at its own cgroup everywhere. With
+    ``leaf`` (the default), the processes go in a child cgroup of that name, the
+    root of their namespace, and the limits are written on both: the outer one
+    holds them out of the namespace's reach, the leaf shows them inside (on v1 only
+    in the hierarchies with a limit to hold; v2 has one directory for all). On v2 the
+    controllers are enabled down the chain; with the default placement this process
+    first moves itself into ``<own>/supervisor-<pid>`` if ``<own>`` has processes
+    (see :func:`prepare_v2_delegation`). If anything fails, what was made is
+    removed. ``root`` relocates mountpoints below /sys/fs/cgroup (for test trees).
     """
     _check_name(name)
     resolved = _resolve(layout, root)
+    owns = parent is None and remove_parent
     cgroup: V1Cgroup | V2Cgroup
     if resolved.kind == "v2":
         start, below = _v2_place(resolved, parent)
         if parent is None:
             prepare_v2_delegation(resolved)
         made = _make_chain(start, below, name, cpuset=False, v2=True)
-        cgroup = V2Cgroup(name, made[-1], owns_parent=parent is None and remove_parent)
+        cgroup = V2Cgroup(name, made[-1], leaf=leaf, owns_parent=owns)
     else:
-        placed = _v1_dirs(resolved, name, parent, v1_controllers)
+        placed = _v1_dirs(resolved, parent)
         if not placed:
             raise CgroupError("no usable cgroup v1 controller is mounted")
         controller_dirs: dict[str, str] = {}
         by_mount: dict[str, str] = {}
         all_made: list[list[str]] = []
+        unified: str | None = None
         try:
             for controller, (start, below) in placed.items():
                 mountpoint = resolved.v1_mounts[controller]
@@ -191,17 +177,30 @@ def create_cgroup(
                     all_made.append(made)
                     by_mount[mountpoint] = made[-1]
                 controller_dirs[controller] = by_mount[mountpoint]
+            if resolved.v2_mount is not None:
+                # The unified tree of a hybrid host: no controllers, but a cgroup
+                # namespace is rooted there too (and it has cgroup.kill).
+                start, below = _v2_place(resolved, parent)
+                made = _make_chain(start, below, name, cpuset=False, v2=False)
+                all_made.append(made)
+                unified = made[-1]
         except CgroupError:
             for made in reversed(all_made):
                 _remove_made(made)
             raise
-        cgroup = V1Cgroup(name, controller_dirs, owns_parent=parent is None and remove_parent)
-    if limits is not None:
-        try:
+        # A leaf only where there is a limit to hold (each costs a mkdir, an rmdir and
+        # its own copy of the limits); elsewhere the directory is the namespace's root.
+        leaf_dirs = {controller_dirs[c] for c in limited_controllers(limits)
+                     if c in controller_dirs}
+        cgroup = V1Cgroup(name, controller_dirs, unified=unified, leaf=leaf,
+                          leaf_dirs=leaf_dirs, owns_parent=owns)
+    try:
+        if limits is not None:
             cgroup.set_limits(limits)
-        except CgroupError:
-            cgroup.destroy(timeout=1.0)
-            raise
+        cgroup.make_leaf(limits)
+    except CgroupError:
+        cgroup.destroy(timeout=1.0)
+        raise
     return cgroup
 
 
@@ -211,6 +210,7 @@ def open_cgroup(
     parent: str | None = None,
     layout: Layout | None = None,
     root: str = DEFAULT_ROOT,
+    leaf: str | None = LEAF,
 ) -> Cgroup:
     """Attach to an existing cgroup made by :func:`create_cgroup` (for ps, stats, gc)."""
     _check_name(name)
@@ -220,23 +220,30 @@ def open_cgroup(
         path = join_cgroup(start, "/".join([*below, name]))
         if not _fs.exists(path):
             raise CgroupError(f"opening {path}: no such cgroup", path=path, errno=errno.ENOENT)
-        return V2Cgroup(name, path, owns_parent=parent is None)
+        return V2Cgroup(name, path, leaf=leaf, owns_parent=parent is None)
     controller_dirs = {
         controller: join_cgroup(start, "/".join([*below, name]))
-        for controller, (start, below) in _v1_dirs(resolved, name, parent).items()
+        for controller, (start, below) in _v1_dirs(resolved, parent).items()
     }
     present = {c: d for c, d in controller_dirs.items() if _fs.exists(d)}
     if not present:
         shown = next(iter(controller_dirs.values()), name)
         raise CgroupError(f"opening {shown}: no such cgroup", path=shown, errno=errno.ENOENT)
-    return V1Cgroup(name, present, owns_parent=parent is None)
+    unified: str | None = None
+    if resolved.v2_mount is not None:
+        start, below = _v2_place(resolved, parent)
+        unified = join_cgroup(start, "/".join([*below, name]))
+        if not _fs.exists(unified):
+            unified = None
+    return V1Cgroup(name, present, unified=unified, leaf=leaf, owns_parent=parent is None)
 
 
-def cgroup_at(paths: Sequence[str], *, layout: Layout | None = None) -> Cgroup:
+def cgroup_at(paths: Sequence[str], *, layout: Layout | None = None,
+              leaf: str | None = LEAF) -> Cgroup:
     """The cgroup at these absolute directories (as recorded by another process, e.g.
-    in a state file): the single v2 directory, or one per v1 hierarchy, each matched to
-    the controllers mounted where it lies. CgroupError for a directory on no cgroup
-    mount, or for a mix."""
+    in a state file): the single directory on a v2 host, or one per v1 hierarchy (each
+    matched to the controllers mounted where it lies) plus, on a hybrid host, one in
+    the unified tree. CgroupError for a directory on no cgroup mount."""
     resolved = layout or detect_layout()
     if not paths:
         raise CgroupError("no cgroup directories given")
@@ -247,16 +254,18 @@ def cgroup_at(paths: Sequence[str], *, layout: Layout | None = None) -> Cgroup:
     for path, mountpoint in zip(paths, found, strict=True):
         if mountpoint is None:
             raise CgroupError(f"{path}: not on a cgroup mount", path=path)
-    if resolved.v2_mount is not None and resolved.v2_mount in found:
-        if len(paths) != 1:
-            raise CgroupError(f"cgroup v2 has one directory per cgroup, got {len(paths)}")
-        return V2Cgroup(name, paths[0], owns_parent=False)
+    v2 = [p for p, m in zip(paths, found, strict=True) if m == resolved.v2_mount]
+    if len(v2) > 1:
+        raise CgroupError(f"cgroup v2 has one directory per cgroup, got {len(v2)}")
+    if v2 and len(paths) == 1 and not resolved.v1_mounts:
+        return V2Cgroup(name, v2[0], leaf=leaf, owns_parent=False)
     controller_dirs: dict[str, str] = {}
     for directory, mountpoint in zip(paths, found, strict=True):
         for controller, controller_mount in resolved.v1_mounts.items():
             if controller_mount == mountpoint:
                 controller_dirs[controller] = directory
-    return V1Cgroup(name, controller_dirs, owns_parent=False)
+    return V1Cgroup(name, controller_dirs, unified=v2[0] if v2 else None, leaf=leaf,
+                    owns_parent=False)
 
 
 def mount_of(path: str, mountpoints: Sequence[str]) -> str | None:

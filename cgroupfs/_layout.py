@@ -12,8 +12,11 @@ from typing import Literal
 
 from ._errors import CgroupError
 
-# The v1 controllers supervise uses; others (blkio, devices, name=systemd) are left alone.
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer")
+# The v1 controllers a kernel may mount (named hierarchies, name=systemd and the like,
+# are kept too). A container gets a cgroup in every hierarchy mounted, so that its
+# cgroup namespace is rooted at its own cgroup everywhere.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio",
+                  "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "debug")
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
 # The leaf a v2 supervisor moves itself into (see prepare_v2_delegation); its
@@ -36,10 +39,11 @@ class Mount:
 class Layout:
     """The cgroup layout seen by this process.
 
-    ``v1_mounts`` maps each mounted v1 controller to its mountpoint (co-mounted
-    controllers share one); ``v1_paths`` maps it to this process's cgroup path
-    relative to that mount. ``v2_mount``/``v2_path`` are the same for the
-    unified hierarchy (``v2_path`` with any ``/supervisor-<pid>`` leaf removed).
+    ``v1_mounts`` maps each mounted v1 controller (and named hierarchy, as
+    ``name=systemd``) to its mountpoint (co-mounted controllers share one);
+    ``v1_paths`` maps it to this process's cgroup path relative to that mount.
+    ``v2_mount``/``v2_path`` are the same for the unified hierarchy (``v2_path`` with
+    any ``/supervisor-<pid>`` leaf removed).
     """
 
     kind: Literal["v1", "v2", "hybrid"]
@@ -99,7 +103,8 @@ def parse_mountinfo(text: str) -> list[Mount]:
             continue
         controllers: tuple[str, ...] = ()
         if tail[0] == "cgroup":
-            controllers = tuple(o for o in tail[2].split(",") if o in V1_CONTROLLERS)
+            controllers = tuple(o for o in tail[2].split(",")
+                                if o in V1_CONTROLLERS or o.startswith("name="))
         mounts.append(Mount(_unescape(fields[4]), _unescape(fields[3]), tail[0], controllers))
     return mounts
 

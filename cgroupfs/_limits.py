@@ -61,6 +61,23 @@ def _v2_number(value: int) -> str:
     return "max" if value < 0 else str(value)
 
 
+def limited_controllers(limits: Limits | None) -> frozenset[str]:
+    """The controllers these limits set something in (v1 names)."""
+    if limits is None:
+        return frozenset()
+    found = set()
+    if limits.memory_bytes is not None or limits.memory_swap_bytes is not None:
+        found.add("memory")
+    if (limits.cpu_shares is not None or limits.cpu_quota_us is not None
+            or limits.cpu_period_us is not None):
+        found.add("cpu")
+    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+        found.add("cpuset")
+    if limits.pids_max is not None:
+        found.add("pids")
+    return frozenset(found)
+
+
 def v1_limit_files(limits: Limits) -> list[tuple[str, str, str]]:
     """``(controller, filename, text)`` to write on cgroup v1, in write order.
 

@@ -19,16 +19,21 @@ from ._procs import parse_procs
 from ._stats import parse_flat_keyed
 
 SUPERVISE_DIR = "supervise"
+#: the child cgroup a container's processes live in, the root of its cgroup namespace
+LEAF = "leaf"
 _LEAF = re.compile(rf"^{DELEGATION_LEAF_PREFIX}(\d+)$")
 
 
 def supervise_parents(layout: Layout) -> list[str]:
     """``<own>/supervise`` in each hierarchy where this process puts containers by
-    default: the v2 one, or one per distinct v1 directory (co-mounted controllers
-    share one). They need not exist."""
+    default: the v2 one; or one per distinct v1 directory (co-mounted controllers
+    share one) and, on a hybrid host, the unified tree's. They need not exist."""
     if layout.kind == "v2":
         return [f"{layout.v2_own_dir()}/{SUPERVISE_DIR}"]
-    return sorted({f"{layout.v1_own_dir(c)}/{SUPERVISE_DIR}" for c in layout.v1_mounts})
+    found = {f"{layout.v1_own_dir(c)}/{SUPERVISE_DIR}" for c in layout.v1_mounts}
+    if layout.v2_mount is not None:
+        found.add(f"{layout.v2_own_dir()}/{SUPERVISE_DIR}")
+    return sorted(found)
 
 
 def delegation_leaf(own_dir: str, pid: int) -> str:

@@ -14,21 +14,34 @@ class Cgroup(Protocol):
     name: str
     #: absolute paths of the cgroup.procs files (the cgroup's processes)
     procs_files: tuple[str, ...]
-    #: the files a single-threaded process writes "0" into to join itself: v1's
-    #: ``tasks`` (moving only the writing thread takes no global lock, where a
-    #: cgroup.procs write waits for an RCU grace period, ~5-12 ms after a quiet
-    #: spell), v2's cgroup.procs (v2 moves threads only within threaded subtrees)
+    #: the v1 files a single-threaded process writes "0" into to join itself: each
+    #: hierarchy's ``tasks`` (moving only the writing thread takes no global lock,
+    #: where a cgroup.procs write waits for an RCU grace period, ~5-12 ms after a
+    #: quiet spell); none on v2
     join_files: tuple[str, ...]
-    #: the cgroup directories
+    #: the v2 cgroup.procs (v2, or a hybrid host's unified tree) a process joins by
+    #: writing "0" when it was not born there by clone3 (see open_for_clone)
+    v2_join_file: str | None
+    #: the cgroup directories, one per hierarchy (the limits are held here)
     paths: tuple[str, ...]
 
+    @property
+    def leaf_paths(self) -> tuple[str, ...]:
+        """Where the processes are: the leaf below each directory (the root of their
+        cgroup namespace), or the directories themselves without a leaf."""
+
     def set_limits(self, limits: Limits) -> None:
-        """Write the limits that are not None."""
+        """Write the limits that are not None, on the directories and (once made)
+        the leaf. Lowering a limit some hierarchies check against the parent (v1
+        cpu quota, cpuset) may need the leaf first: make a new cgroup instead."""
+
+    def make_leaf(self, limits: Limits | None) -> None:
+        """Create the leaf (nothing without one) and show the limits there."""
 
     def open_for_clone(self) -> int | None:
-        """An fd of the cgroup's directory for clone3's CLONE_INTO_CGROUP, so a child
-        is born inside it (no migration, no join); the caller closes it. None where
-        there is none (v1), and a child joins by writing join_files instead."""
+        """An fd of the v2 leaf (v2, or a hybrid host's unified tree) for clone3's
+        CLONE_INTO_CGROUP, so a child is born inside it (no migration); the caller
+        closes it. None where there is none (plain v1)."""
 
     def add_pid(self, pid: int) -> None:
         """Move a process (all its threads) into the cgroup."""

@@ -30,22 +30,50 @@ WANTED_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
 
 
 class V2Cgroup:
-    """A cgroup in the unified hierarchy."""
+    """A cgroup in the unified hierarchy. With ``leaf``, the processes live in a child
+    of that name (the root of their cgroup namespace: a cgroup with controllers
+    enabled for its children may hold no process itself), the limits are written on
+    both (held on the outer one, shown on the leaf) and the figures read from the leaf.
+    """
 
-    def __init__(self, name: str, path: str, *, owns_parent: bool) -> None:
+    def __init__(self, name: str, path: str, *, leaf: str | None = None,
+                 owns_parent: bool) -> None:
         self.name = name
         self.path = path
         self.paths: tuple[str, ...] = (path,)
-        self.procs_files: tuple[str, ...] = (f"{path}/cgroup.procs",)
-        self.join_files: tuple[str, ...] = self.procs_files
+        self._leaf = leaf
+        self.inner = path if leaf is None else f"{path}/{leaf}"
+        self.procs_files: tuple[str, ...] = (f"{self.inner}/cgroup.procs",)
+        self.join_files: tuple[str, ...] = ()
+        self.v2_join_file: str | None = self.procs_files[0]
         self._owns_parent = owns_parent
 
+    @property
+    def leaf_paths(self) -> tuple[str, ...]:
+        return (self.inner,)
+
     def __repr__(self) -> str:
-        return f"V2Cgroup({self.name!r}, path={self.path!r})"
+        return f"V2Cgroup({self.name!r}, path={self.path!r}, leaf={self._leaf!r})"
 
     def set_limits(self, limits: Limits) -> None:
+        """Write the limits on the directory, then (when it exists) on the leaf."""
+        self._write_limits(limits, self.path)
+        if self._leaf is not None and _fs.exists(self.inner):
+            self._write_limits(limits, self.inner)
+
+    def make_leaf(self, limits: Limits | None) -> None:
+        """Enable the controllers for the leaf, create it and show the limits there."""
+        if self._leaf is None:
+            return
+        enable_controllers(self.path)
+        _fs.mkdir(self.inner)
+        if limits is not None:
+            self._write_limits(limits, self.inner)
+
+    @staticmethod
+    def _write_limits(limits: Limits, directory: str) -> None:
         for filename, text in v2_limit_files(limits):
-            path = f"{self.path}/{filename}"
+            path = f"{directory}/{filename}"
             if not _fs.exists(path):
                 raise CgroupError(
                     f"cannot set {filename}={text}: {path} does not exist (controller not"
@@ -55,10 +83,10 @@ class V2Cgroup:
             _fs.write_text(path, text)
 
     def open_for_clone(self) -> int | None:
-        """The directory, opened for clone3's CLONE_INTO_CGROUP (the caller closes
-        it); None if it cannot be opened, and a process joins by writing join_files."""
+        """The leaf, opened for clone3's CLONE_INTO_CGROUP (the caller closes it); None
+        if it cannot be opened, and a process joins by writing v2_join_file."""
         try:
-            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            return os.open(self.inner, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return None
 
@@ -66,25 +94,30 @@ class V2Cgroup:
         _fs.write_text(self.procs_files[0], str(pid))
 
     def pids(self) -> list[int]:
-        return sorted(parse_procs(_fs.read_optional(self.procs_files[0])))
+        """Every process in the cgroup or below it."""
+        found: set[int] = set()
+        for directory, _subdirs, files in os.walk(self.path):
+            if "cgroup.procs" in files:
+                found.update(parse_procs(_fs.read_optional(f"{directory}/cgroup.procs")))
+        return sorted(found)
 
     def _populated(self) -> bool:
         """Processes here or in child cgroups."""
         return populated(self.path)
 
     def stats(self, mode: StatsMode = "all") -> Stats:
-        """A sample of the figures the mode asks for (see StatsMode)."""
+        """A sample of the figures the mode asks for (see StatsMode), from the leaf."""
         files: dict[str, str] = {}
         sampled_at_ns = time.monotonic_ns()
-        chosen = _V2_FILES[mode]
-        for filename in chosen:
-            text = _fs.read_optional(f"{self.path}/{filename}")
+        for filename in _V2_FILES[mode]:
+            text = _fs.read_optional(f"{self.inner}/{filename}")
             if text is not None:
                 files[filename] = text
         return parse_v2_stats(files, sampled_at_ns=sampled_at_ns)
 
     def kill(self) -> None:
-        """cgroup.kill (Linux >= 5.14), else freeze, SIGKILL each pid, thaw."""
+        """cgroup.kill (Linux >= 5.14), else freeze, SIGKILL each pid, thaw; the whole
+        subtree either way."""
         if not _fs.exists(self.path):
             return
         kill_file = f"{self.path}/cgroup.kill"
@@ -112,7 +145,8 @@ class V2Cgroup:
                 _fs.write_text(freeze, "0")
 
     def remove_if_empty(self) -> bool:
-        if try_remove_all(self.paths):
+        dirs = (self.inner, self.path) if self._leaf is not None else (self.path,)
+        if try_remove_all(dirs):
             self._remove_parent()
             return True
         return False

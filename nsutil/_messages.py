@@ -245,10 +245,12 @@ class InitSpec(Record, kind="init"):
     hostname: str | None
     #: among pid mnt uts ipc net cgroup (the spawner makes the PID namespace)
     namespaces: tuple[str, ...]
-    #: files PID 1 writes "0" into to join its cgroups (v1's tasks, v2's cgroup.procs)
+    #: files PID 1 writes "0" into to join its v1 cgroups (each hierarchy's tasks)
     cgroup_join: tuple[str, ...]
-    #: a v2 cgroup directory to be born in (clone3 CLONE_INTO_CGROUP), joining nothing
+    #: a v2 cgroup directory to be born in (clone3 CLONE_INTO_CGROUP)
     cgroup_fd: int | None
+    #: the v2 cgroup.procs PID 1 joins through when it could not be born there
+    cgroup_v2_join: str | None
     #: a netlink request that brings lo up, encoded once by the supervisor
     loopback_request: bytes | None
     tty: bool

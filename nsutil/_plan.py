@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     Failure = tuple[str, str, int, Any]
     Step = tuple[Callable[..., int], tuple[Any, ...], Failure]
+    CgroupMount = tuple[str, str, str]
 
 libc = _libc.libc
 
@@ -77,26 +78,42 @@ class Host:
     paths exist (the host's /proc and /sys show what a container's fresh ones will),
     and the signals it ignores (exec keeps an ignored signal ignored)."""
 
-    __slots__ = ("_cache", "bounding", "ignored", "masked", "permitted", "readonly")
+    __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "masked", "permitted",
+                 "readonly")
 
     def __init__(self, bounding: int, permitted: int, readonly: tuple[str, ...],
-                 masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...]) -> None:
+                 masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...],
+                 cgroup_mounts: tuple[CgroupMount, ...] = ()) -> None:
         self.bounding = bounding
         self.permitted = permitted
         self.readonly = readonly
         self.masked = masked
         self.ignored = ignored
+        self.cgroup_mounts = cgroup_mounts
         self._cache: dict[object, tuple[Step, ...]] = {}
 
     @classmethod
     def learn(cls) -> Host:
         _effective, permitted, _inheritable = _libc.capget()
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+                cgroup_mounts = cgroup_mounts_of(f.read())
+            if cgroup_mounts and cgroup_mounts[0][1] == "tmpfs":
+                # the host's links beside its hierarchies (cpu -> cpu,cpuacct)
+                mounted = {m[0] for m in cgroup_mounts}
+                cgroup_mounts += tuple(
+                    (e.name, "symlink", target)
+                    for e in os.scandir(CGROUP_ROOT)
+                    if e.is_symlink() and (target := os.readlink(e.path)) in mounted)
+        except OSError:
+            cgroup_mounts = ()
         return cls(
             bounding=_libc.bounding_set(),
             permitted=permitted,
             readonly=tuple(p for p in READONLY_PATHS if os.path.lexists(p)),
             masked=tuple((p, os.path.isdir(p)) for p, _ in MASKED_PATHS if os.path.lexists(p)),
             ignored=ignored_signals(),
+            cgroup_mounts=cgroup_mounts,
         )
 
     def cached(self, key: object, build: Callable[[], list[Step]]) -> tuple[Step, ...]:
@@ -106,6 +123,50 @@ class Host:
         if steps is None:
             steps = self._cache[key] = tuple(build())
         return steps
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+# The v1 hierarchies a container sees: those runtimes size themselves from and tools
+# read a container's use in. Each mount costs PID 1 ~30 us and its exit as much again;
+# the others (devices, freezer, blkio, name=systemd, a hybrid host's controller-less
+# unified tree) are not mounted.
+VIEW_CONTROLLERS = frozenset({"memory", "cpu", "cpuacct", "cpuset", "pids"})
+
+
+def cgroup_mounts_of(mountinfo: str) -> tuple[CgroupMount, ...]:
+    """What the host mounts at /sys/fs/cgroup, for a container's own view of the same
+    shape: (path relative to /sys/fs/cgroup, "" for itself; file system type; its
+    super options but rw/ro), in mount order: a cgroup2 mount there (v2), or the tmpfs
+    there and the v1 hierarchies of VIEW_CONTROLLERS in it (Host.learn adds the links
+    to them, as type "symlink" with the target as options)."""
+    found: list[CgroupMount] = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if point == CGROUP_ROOT:
+            relative = ""
+        elif point.startswith(CGROUP_ROOT + "/") and "/" not in point[len(CGROUP_ROOT) + 1:]:
+            relative = point[len(CGROUP_ROOT) + 1:]
+        else:
+            continue
+        fstype = tail[0]
+        if fstype not in ("cgroup", "cgroup2", "tmpfs") or (fstype == "tmpfs" and relative):
+            continue
+        options = ",".join(o for o in tail[2].split(",") if o not in ("rw", "ro"))
+        if relative and (fstype == "cgroup2" or not VIEW_CONTROLLERS & set(options.split(","))):
+            continue
+        if fstype == "cgroup2":
+            # nsdelegate and the like belong to the host's mount: a cgroup2 mount in
+            # another namespace that asks for them is refused (EBUSY).
+            options = ""
+        found = [m for m in found if m[0] != relative]  # a later mount hides an earlier one
+        found.append((relative, fstype, options))
+    if not any(m[0] == "" for m in found):
+        return ()  # nothing (or something else) at /sys/fs/cgroup itself
+    return tuple(found)
 
 
 def ignored_signals() -> tuple[int, ...]:
@@ -143,7 +204,7 @@ class Plan:
 def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                  joined: bool = False) -> Plan:
     """The plan for one init spec, its stdio among fds; joined: the child is born in
-    its cgroup (clone3), so it joins none. ValueError for a command or environment
+    its v2 cgroup (clone3), so it joins only the v1 ones. ValueError for a command or environment
     exec cannot take (a NUL byte, a name with "="), an unknown namespace or a stdio
     index with no fd."""
     argv, env, namespaces = spec.argv, spec.env, spec.namespaces
@@ -155,7 +216,12 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     # Join the cgroups first: every limit holds from here on, for everything this
     # process and the command will ever do. The child has one thread, so a file
     # that moves the writing thread (v1's tasks) moves the whole process.
-    for path in () if joined else spec.cgroup_join:
+    joins = spec.cgroup_join
+    if spec.cgroup_v2_join is not None and not joined:
+        # A v2 join moves the whole thread group: it takes the global lock (an RCU
+        # grace period), which clone3 into the cgroup avoids; so only without clone3.
+        joins = (*joins, spec.cgroup_v2_join)
+    for path in joins:
         steps.append((join_cgroup, (os.fsencode(path),),
                       ("cgroup", f"joining {path}", FATAL, None)))
     flags = 0
@@ -173,8 +239,9 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                       ("loopback", "bringing up lo", FATAL, None)))
     if "mnt" in namespaces:
         proc, harden = "pid" in namespaces, spec.harden_mounts
-        steps.extend(host.cached(("mounts", proc, harden),
-                                 lambda: _mount_steps(proc, harden, host)))
+        view = "cgroup" in namespaces and bool(host.cgroup_mounts)
+        steps.extend(host.cached(("mounts", proc, harden, view),
+                                 lambda: _mount_steps(proc, harden, host, view)))
     hostname = spec.hostname
     if hostname and "uts" in namespaces:
         raw = hostname.encode()
@@ -226,13 +293,15 @@ def _exec_args(argv: Sequence[str], env: Mapping[str, str]
             (ctypes.c_char_p * (len(entries) + 1))(*entries, None))
 
 
-def _mount_steps(proc: bool, harden: bool, host: Host) -> list[Step]:
+def _mount_steps(proc: bool, harden: bool, host: Host, view: bool) -> list[Step]:
     failure = ("mount", "mounting /proc", FATAL, None)
     # Nothing mounted inside may propagate back to the host.
     steps: list[Step] = [(libc.mount, (None, b"/", None, _libc.MS_REC | _libc.MS_PRIVATE, None),
                           failure)]
     if proc:
         steps.append((libc.mount, (b"proc", b"/proc", b"proc", _HIDDEN, None), failure))
+    if view:
+        steps.extend(_cgroup_view_steps(host.cgroup_mounts, read_only=harden))
     if not harden:
         return steps
     # /sys read-only (every mount below it too), and /proc as docker leaves it: some
@@ -251,6 +320,53 @@ def _mount_steps(proc: bool, harden: bool, host: Host) -> list[Step]:
                                              (*_mask(path, not is_dir),
                                               ("mount", f"masking {path}", SKIP_MISSING, None)))))
     return steps
+
+
+def _cgroup_view_steps(mounts: tuple[CgroupMount, ...], *, read_only: bool) -> list[Step]:
+    """/sys/fs/cgroup as the host has it, but each cgroup file system mounted afresh in
+    the container's cgroup namespace: rooted at its own cgroup, so it shows its own
+    limits (memory.max, pids.max...) and nothing above them; read-only unless
+    privileged. A tmpfs holds the v1 hierarchies, as on the host."""
+    ro = _libc.MS_RDONLY if read_only else 0
+    steps: list[Step] = []
+    for relative, fstype, options in mounts:
+        path = CGROUP_ROOT + ("/" + relative if relative else "")
+        raw = path.encode()
+        failure = ("mount", f"mounting the container's {path}", FATAL, None)
+        if fstype == "symlink":
+            steps.append((_make_link, (options.encode(), raw), failure))
+            continue
+        if relative:
+            steps.append((_make_dir, (raw,), failure))
+        elif fstype == "cgroup2":
+            # The kernel will not mount a file system on a mount of itself (EBUSY): the
+            # host's cgroup2 is mounted right here, so cover it with an empty tmpfs.
+            steps.append((libc.mount, (b"tmpfs", raw, b"tmpfs", _HIDDEN | ro, b"size=0"),
+                          failure))
+        # cgroup2 refuses a read-only mount of its (read-write) superblock (EBUSY):
+        # mount it, then make this mount read-only. A v1 hierarchy takes MS_RDONLY.
+        direct_ro = ro if fstype == "cgroup" else 0
+        steps.append((libc.mount, (fstype.encode(), raw, fstype.encode(), _HIDDEN | direct_ro,
+                                   options.encode() or None), failure))
+        if fstype == "cgroup2" and ro:
+            steps.append((libc.mount, (None, raw, None,
+                                       _libc.MS_REMOUNT | _libc.MS_BIND | _HIDDEN | ro, None),
+                          failure))
+    if read_only and mounts and mounts[0][1] == "tmpfs":
+        root, data = CGROUP_ROOT.encode(), mounts[0][2].encode() or None
+        steps.append((libc.mount, (None, root, None, _libc.MS_REMOUNT | _HIDDEN | ro, data),
+                      ("mount", f"making the container's {CGROUP_ROOT} read-only", FATAL, None)))
+    return steps
+
+
+def _make_dir(path: bytes) -> int:
+    os.mkdir(path, 0o555)
+    return 0
+
+
+def _make_link(target: bytes, path: bytes) -> int:
+    os.symlink(target, path)
+    return 0
 
 
 def _mask(path: str, is_dir: bool) -> tuple[Callable[..., int], tuple[Any, ...]]:

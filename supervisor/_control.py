@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import cgroupfs
+
 from . import _state
 from ._errors import SuperviseError, UsageError
 from ._procfs import catches_signal
@@ -58,8 +60,10 @@ def resolve(states: Sequence[ContainerState], ref: str) -> ContainerState:
 
 def in_cgroup(proc_cgroup: str, cgroup_paths: Iterable[str]) -> bool:
     """Whether a /proc/PID/cgroup text places the process in one of ``cgroup_paths``
-    (absolute directories; the text's paths are relative to each hierarchy's root)."""
+    (absolute directories; the text's paths are relative to each hierarchy's root), or
+    in its leaf, where a container's processes live."""
     paths = [os.path.normpath(p) for p in cgroup_paths]
+    candidates = [*paths, *(f"{p}/{cgroupfs.LEAF}" for p in paths)]
     for line in proc_cgroup.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
@@ -67,7 +71,7 @@ def in_cgroup(proc_cgroup: str, cgroup_paths: Iterable[str]) -> bool:
         relative = parts[2].strip()
         if relative in ("", "/"):
             continue
-        if any(p.endswith(relative.rstrip("/")) for p in paths):
+        if any(p.endswith(relative.rstrip("/")) for p in candidates):
             return True
     return False
 

@@ -66,13 +66,15 @@ class ContainerSpec:
 
     def init_spec(
         self, *, hostname: str, cgroup_join: Sequence[str], cgroup_fd: int | None,
-        loopback_request: bytes | None, stdio: tuple[int, int, int],
+        cgroup_v2_join: str | None, loopback_request: bytes | None,
+        stdio: tuple[int, int, int],
     ) -> InitSpec:
         """What the container's init (nsutil's spawner) is sent: stdio and cgroup_fd
         are indexes into the fds that travel with it."""
         return InitSpec(
             argv=tuple(self.argv), env=dict(self.env), cwd=self.workdir, hostname=hostname,
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
+            cgroup_v2_join=cgroup_v2_join,
             loopback_request=loopback_request, tty=self.tty, stdio=stdio,
             capabilities=self.capabilities(), no_new_privs=not self.privileged,
             harden_mounts=not self.privileged,

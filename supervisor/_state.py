@@ -67,7 +67,9 @@ class ContainerState:
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if gone."""
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if gone,
+    or a zombie: a dead PID 1 whose new parent has not reaped it yet must not count as
+    running (and it still shows its v2 cgroup, so the cgroup check would pass)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -75,6 +77,8 @@ def process_start_ticks(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     rest = stat[stat.rfind(b")") + 2:].split()
+    if rest[:1] in ([b"Z"], [b"X"]):
+        return None
     try:
         return int(rest[19])
     except (IndexError, ValueError):

@@ -242,20 +242,20 @@ class Supervisor:
             # the end), so each container costs one mkdir per hierarchy.
             cgroup = cgroupfs.create_cgroup(
                 cid, limits=spec.limits, parent=self._cgroup_parent, layout=self.layout,
-                remove_parent=False, v1_controllers=cgroupfs.v1_controllers_for(spec.limits))
+                remove_parent=False)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
-        # On v2 the spawner makes PID 1 inside the cgroup (clone3 CLONE_INTO_CGROUP): no
-        # migration, so no global lock (and its RCU grace period). Without the fd (v1),
-        # PID 1 joins through the join files.
+        # On v2 (and a hybrid host's unified tree) the spawner makes PID 1 inside its
+        # cgroup (clone3 CLONE_INTO_CGROUP): no migration, so no global lock (and its
+        # RCU grace period). PID 1 joins the v1 hierarchies through their tasks files.
         cgroup_fd = cgroup.open_for_clone()
         try:
             fds, stdio = self._stdio(spec)
             init = spec.init_spec(
                 hostname=spec.hostname or cid, cgroup_join=cgroup.join_files,
-                cgroup_fd=None if cgroup_fd is None else len(fds), loopback_request=loopback,
-                stdio=stdio,
+                cgroup_fd=None if cgroup_fd is None else len(fds),
+                cgroup_v2_join=cgroup.v2_join_file, loopback_request=loopback, stdio=stdio,
             )
             if cgroup_fd is not None:
                 fds.append(cgroup_fd)

@@ -60,7 +60,8 @@ def init_spec(**changes: Any) -> InitSpec:
     fd #0) unless changed; lists given are made tuples."""
     fields: dict[str, Any] = {
         "argv": ("true",), "env": {"PATH": "/usr/bin:/bin"}, "cwd": None, "hostname": None,
-        "namespaces": (), "cgroup_join": (), "cgroup_fd": None, "loopback_request": None,
+        "namespaces": (), "cgroup_join": (), "cgroup_fd": None, "cgroup_v2_join": None,
+        "loopback_request": None,
         "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
         "harden_mounts": False, "user": None, "init": False}
     fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})

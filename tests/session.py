@@ -66,12 +66,22 @@ def _subtree(directory: str) -> list[str]:
 
 
 def processes_below(directories: list[str]) -> set[int]:
-    """Every process in these cgroups or below them."""
+    """Every live process in these cgroups or below them. Zombies are left out: they
+    are dead already, and a v2 cgroup lists one until its new parent reaps it (an
+    orphaned PID 1 goes to the host's init, which here may take seconds)."""
     pids: set[int] = set()
     for top in directories:
         for directory in _subtree(top):
             pids |= _procs(directory)
-    return pids
+    return {pid for pid in pids if not _zombie(pid)}
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = _read(f"/proc/{pid}/stat")
+    except OSError:
+        return True  # gone
+    return stat[stat.rfind(")") + 2:][:1] in ("Z", "X")
 
 
 def _enable_controllers(directory: str) -> list[str]:
@@ -119,6 +129,8 @@ class SessionCgroup:
         own_by_mount: dict[str, str] = {}
         for controller, mountpoint in sorted(layout.v1_mounts.items()):
             own_by_mount.setdefault(mountpoint, layout.v1_own_dir(controller))
+        if layout.v2_mount is not None:  # a hybrid host's unified tree: supervise uses it too
+            own_by_mount[layout.v2_mount] = layout.v2_own_dir()
         session = cls("v1", [], {})
         try:
             for mountpoint, own in sorted(own_by_mount.items()):

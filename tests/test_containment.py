@@ -24,7 +24,7 @@ import pytest
 
 from nsutil import _caps
 from nsutil._messages import Started
-from supervisor import ContainerSpec, Supervisor
+from supervisor import ContainerSpec, Limits, Supervisor
 from supervisor._errors import UsageError
 from supervisor._options import parse_capabilities, parse_user
 
@@ -200,8 +200,7 @@ async def test_escapes_fail_with_eperm() -> None:
 
 
 CGROUP_WRITES = """
-import errno, json, os, sys
-dirs = json.loads(sys.stdin.read())
+import errno, json, os
 def attempt(path, data=b'0'):
     try:
         fd = os.open(path, os.O_WRONLY)
@@ -214,17 +213,22 @@ def attempt(path, data=b'0'):
         return errno.errorcode[exc.errno]
     finally:
         os.close(fd)
-own = {}
-for d in dirs:
-    for name in os.listdir(d):
-        path = os.path.join(d, name)
-        if os.path.isfile(path):
-            own[path] = attempt(path, b'max' if name.endswith('.max') else b'0')
-moves = {}
-for d in dirs:
-    parent = os.path.dirname(d)  # <own>/supervise: another cgroup
-    moves[parent] = attempt(os.path.join(parent, 'cgroup.procs'), str(os.getpid()).encode())
-print(json.dumps({'own': own, 'moves': moves}))
+own, dirs = {}, []
+for top, subdirs, files in os.walk('/sys/fs/cgroup'):
+    dirs += [os.path.join(top, d) for d in subdirs]
+    for name in files:
+        path = os.path.join(top, name)
+        own[path] = attempt(path, b'max' if name.endswith('.max') else b'0')
+made = {}
+for top in ['/sys/fs/cgroup', *dirs]:  # v2: the root itself; v1: each hierarchy too
+    try:
+        os.mkdir(os.path.join(top, 'escape'))
+        made[top] = 'ok'
+    except OSError as exc:
+        made[top] = errno.errorcode[exc.errno]
+with open('/proc/self/cgroup') as f:
+    where = sorted({line.split(':', 2)[2].strip() for line in f})
+print(json.dumps({'own': own, 'dirs': dirs, 'made': made, 'where': where}))
 """
 
 
@@ -232,28 +236,28 @@ print(json.dumps({'own': own, 'moves': moves}))
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 async def test_cgroup_files_are_read_only_inside() -> None:
-    """The container's own cgroup files, and joining another cgroup: all refused.
-    /sys is read-only inside, so the errno is EROFS (not EPERM: root keeps
-    DAC_OVERRIDE, as in docker, and it is the read-only mount that stops it)."""
-    in_r, in_w = os.pipe()
+    """Inside, /sys/fs/cgroup is the container's own cgroups, each mounted afresh in its
+    cgroup namespace: rooted at its own cgroup in every hierarchy (so nothing above,
+    no other container's, is there to move to), every file of it refused, no cgroup
+    can be made. EROFS, not EPERM: root keeps DAC_OVERRIDE, as in docker, and it is
+    the read-only mount that stops it."""
     out_r, out_w = os.pipe()
     async with Supervisor() as sup:
         try:
             container = await sup.start(ContainerSpec(
-                [PYTHON, "-c", CGROUP_WRITES], stdin=in_r, stdout=out_w))
+                [PYTHON, "-c", CGROUP_WRITES], stdout=out_w, limits=Limits(pids_max=50)))
         finally:
-            os.close(in_r)
             os.close(out_w)
-        os.write(in_w, json.dumps(list(container.cgroup.paths)).encode())
-        os.close(in_w)
         result = await container.wait()
         with os.fdopen(out_r) as f:
             got = json.loads(f.read())
-        limits_after = {p: Path(p, "cgroup.procs").exists() for p in container.cgroup.paths}
     assert result.exit_code == 0
+    assert got["where"] == ["/"]  # the root of its namespace, in every hierarchy
     assert got["own"] and set(got["own"].values()) == {"EROFS"}, got["own"]
-    assert got["moves"] and set(got["moves"].values()) == {"EROFS"}, got["moves"]
-    assert limits_after  # the cgroups existed while it ran
+    assert any(p.endswith("/cgroup.procs") for p in got["own"])
+    assert got["made"] and set(got["made"].values()) == {"EROFS"}, got["made"]
+    # the hierarchies (v1) and nothing below them: no other cgroup is in view
+    assert all(os.path.dirname(d) == "/sys/fs/cgroup" for d in got["dirs"]), got["dirs"]
 
 
 PROC_SCRIPT = """

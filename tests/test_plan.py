@@ -301,11 +301,16 @@ def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
         os.close(sibling)
 
 
-def test_a_child_born_in_its_cgroup_joins_none() -> None:
-    spec = _spec(cgroup_join=("/sys/fs/cgroup/x/cgroup.procs",))
-    assert "cgroup" in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3))
-    assert "cgroup" not in _names(_plan.compile_plan(spec, [5, 6], _host(), error_fd=3,
-                                                     joined=True))
+def test_a_child_born_in_its_v2_cgroup_joins_only_the_v1_ones() -> None:
+    spec = _spec(cgroup_v2_join="/sys/fs/cgroup/unified/x/leaf/cgroup.procs",
+                 cgroup_join=("/sys/fs/cgroup/memory/x/leaf/tasks",))
+    joins = [args[0] for fn, args, f in _plan.compile_plan(spec, [5, 6], _host(),
+                                                          error_fd=3).steps if f[0] == "cgroup"]
+    assert joins == [b"/sys/fs/cgroup/memory/x/leaf/tasks",
+                     b"/sys/fs/cgroup/unified/x/leaf/cgroup.procs"]
+    born = _plan.compile_plan(spec, [5, 6], _host(), error_fd=3, joined=True)
+    assert [args[0] for fn, args, f in born.steps if f[0] == "cgroup"] == [
+        b"/sys/fs/cgroup/memory/x/leaf/tasks"]
 
 
 @pytest.mark.usefixtures("root_only")
@@ -326,7 +331,7 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         # A join that fails shows the child tried to join (clone3 would have made it
         # unnecessary).
         entry = spawner._prepare(Spawn(id="x", spec=init_spec(
-            cgroup_fd=1, namespaces=["pid"], cgroup_join=["/no/such/cgroup/tasks"])), fds)
+            cgroup_fd=1, namespaces=["pid"], cgroup_v2_join="/no/such/cgroup/tasks")), fds)
         assert entry is not None and entry.cgroup_fd == fds[1]
         assert "cgroup" not in _names(entry.plan)
         pid = spawner._fork(entry)
@@ -363,14 +368,17 @@ def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
     import cgroupfs
 
     layout = cgroupfs.detect_layout()
-    if layout.kind != "v2":
-        pytest.skip("cgroup v2 only (run in the v2 VM)")
+    if layout.v2_mount is None:
+        pytest.skip("needs a cgroup v2 tree (v2, or a hybrid host's unified one)")
     cgroup = cgroupfs.create_cgroup(f"born{os.getpid()}", layout=layout)
-    assert isinstance(cgroup, cgroupfs.V2Cgroup)
+    assert cgroup.v2_join_file is not None
+    leaf = os.path.dirname(cgroup.v2_join_file)
     out_r, out_w = os.pipe()
     try:
         with spawner_process() as (ours, _spawner):
-            directory = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY)
+            directory = cgroup.open_for_clone()
+            assert directory is not None
+            assert os.path.samestat(os.fstat(directory), os.stat(leaf))
             devnull = os.open("/dev/null", os.O_RDWR)
             send_spawn(ours, "b", init_spec(argv=["cat", "/proc/self/cgroup"],
                                             namespaces=["pid"], stdio=(0, 1, 1), cgroup_fd=2),
@@ -387,10 +395,47 @@ def test_on_v2_pid_1_is_born_in_its_cgroup() -> None:
             assert isinstance(last, Exited)
             assert os.waitstatus_to_exitcode(last.status) == 0, events
             with os.fdopen(out_r, "rb") as out:
-                line = out.read().decode().strip()
-            assert layout.v2_mount is not None
-            assert line == "0::" + cgroup.path.removeprefix(layout.v2_mount.rstrip("/"))
+                lines = out.read().decode().splitlines()
+            assert "0::" + leaf.removeprefix(layout.v2_mount.rstrip("/")) in lines
     finally:
         with contextlib.suppress(OSError):
             os.close(out_r)
         cgroup.destroy()
+
+
+FIXTURES = Path(__file__).parent / "cgroupfs" / "fixtures"
+
+
+def test_the_cgroup_view_is_the_hosts_shape_with_the_sizing_hierarchies() -> None:
+    """A container's /sys/fs/cgroup: what runtimes read their limits from (memory,
+    cpu, cpuacct, cpuset, pids), mounted afresh in its cgroup namespace, in the host's
+    layout; nothing else of the host's there."""
+    v1 = _plan.cgroup_mounts_of((FIXTURES / "mountinfo.v1").read_text())
+    assert v1 == (("", "tmpfs", "mode=755"), ("cpu,cpuacct", "cgroup", "cpu,cpuacct"),
+                  ("memory", "cgroup", "memory"), ("pids", "cgroup", "pids"),
+                  ("cpuset", "cgroup", "cpuset"))
+    hybrid = _plan.cgroup_mounts_of((FIXTURES / "mountinfo.hybrid").read_text())
+    assert [m[0] for m in hybrid] == ["", "cpu", "cpuacct", "cpuset", "memory", "pids"]
+    v2 = _plan.cgroup_mounts_of((FIXTURES / "mountinfo.v2").read_text())
+    assert v2 == (("", "cgroup2", ""),)  # the host's options are the host's
+    assert _plan.cgroup_mounts_of("") == ()
+
+
+def test_the_cgroup_view_is_mounted_read_only_unless_privileged() -> None:
+    mounts = (("", "tmpfs", "mode=755"), ("memory", "cgroup", "memory"),
+              ("cpu", "symlink", "cpu,cpuacct"))
+    host = _host(cgroup_mounts=mounts)
+    hardened = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], host, error_fd=3)
+    calls = [(fn, args) for fn, args, f in hardened.steps if "/sys/fs/cgroup" in f[1]]
+    mount_args = [args for fn, args in calls if fn is _libc.libc.mount]
+    assert mount_args[0][:3] == (b"tmpfs", b"/sys/fs/cgroup", b"tmpfs")
+    assert mount_args[1][:3] == (b"cgroup", b"/sys/fs/cgroup/memory", b"cgroup")
+    assert mount_args[1][3] & _libc.MS_RDONLY and mount_args[1][4] == b"memory"
+    assert mount_args[-1][3] & _libc.MS_REMOUNT and mount_args[-1][3] & _libc.MS_RDONLY
+    assert (_plan._make_link, (b"cpu,cpuacct", b"/sys/fs/cgroup/cpu")) in calls
+    privileged = _plan.compile_plan(_spec(harden_mounts=False), [5, 6], host, error_fd=3)
+    rw = [args for fn, args, f in privileged.steps
+          if fn is _libc.libc.mount and b"/sys/fs/cgroup" in (args[1] or b"")]
+    assert rw and not any(args[3] & _libc.MS_RDONLY for args in rw)
+    no_cgroupns = _plan.compile_plan(_spec(namespaces=["pid", "mnt"]), [5, 6], host, error_fd=3)
+    assert not any("/sys/fs/cgroup" in f[1] for _fn, _a, f in no_cgroupns.steps)

@@ -50,7 +50,9 @@ def test_pytest_is_in_the_sessions_cgroup_and_state_directory() -> None:
         enabled = set(Path(directory, "cgroup.subtree_control").read_text().split())
         assert {"cpu", "memory", "pids"} & available <= enabled
     else:
-        assert {layout.v1_own_dir(c) for c in layout.v1_mounts} == set(session.dirs)
+        unified = {layout.v2_own_dir()} if layout.v2_mount is not None else set()
+        own = {layout.v1_own_dir(c) for c in layout.v1_mounts} | unified
+        assert own == set(session.dirs)
     assert conftest.supervise_dirs() == sorted(session.supervise_dirs())
     assert os.getpid() in session.processes()
     assert state_dir() == os.environ["SUPERVISE_STATE_DIR"] != "/run/supervise"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,23 @@ def test_compaction_stays_linear_when_many_are_live(
         journal.remove(f"c{i:03}")
     journal.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zombie_is_not_alive() -> None:
+    """A PID 1 that died but is not reaped yet (its new parent is slow) must not be
+    signalled as running: it still shows its v2 cgroup."""
+    from supervisor._state import is_alive, process_start_ticks
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert process_start_ticks(pid) is None
+        assert not is_alive(pid, None)
+    finally:
+        os.waitpid(pid, 0)
+    assert process_start_ticks(os.getpid()) is not None

@@ -38,7 +38,7 @@ def test_public_names_are_pinned() -> None:
             "open_cgroup",
             "cgroup_at",
             "remove_unused_parents",
-            "v1_controllers_for",
+            "LEAF",
             "StatsMode",
             "mount_of",
             "SUPERVISE_DIR",
@@ -259,7 +259,9 @@ def test_detect_hybrid_layout_of_this_kind_of_machine() -> None:
     assert layout.v2_mount == "/sys/fs/cgroup/unified"
     assert layout.v1_mounts["cpu"] == "/sys/fs/cgroup/cpu"
     assert layout.v1_mounts["cpuacct"] == "/sys/fs/cgroup/cpuacct"
-    assert set(layout.v1_mounts) == {"cpu", "cpuacct", "cpuset", "memory", "freezer", "pids"}
+    # every hierarchy mounted, the named one too: a container is placed in each
+    assert set(layout.v1_mounts) == {"cpu", "cpuacct", "cpuset", "memory", "freezer", "pids",
+                                     "devices", "blkio", "name=systemd"}
     assert layout.v1_paths["memory"].startswith("/process_api/")
     assert layout.v1_own_dir("pids") == "/sys/fs/cgroup/pids"
     assert layout.v1_own_dir("memory") == "/sys/fs/cgroup/memory" + layout.v1_paths["memory"]
@@ -270,7 +272,9 @@ def test_detect_v1_layout_with_comounted_cpu_cpuacct() -> None:
     assert layout.kind == "v1"
     assert layout.v2_mount is None
     assert layout.v1_mounts["cpu"] == layout.v1_mounts["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
-    assert "blkio" not in layout.v1_mounts
+    assert layout.v1_mounts["blkio"] == "/sys/fs/cgroup/blkio"
+    assert layout.v1_mounts["name=systemd"] == "/sys/fs/cgroup/systemd"
+    assert layout.v1_mounts["net_cls"] == layout.v1_mounts["net_prio"]
     assert (
         layout.v1_own_dir("cpuacct") == "/sys/fs/cgroup/cpu,cpuacct/system.slice/ci-runner.service"
     )
@@ -304,6 +308,8 @@ def test_supervise_parents_one_per_hierarchy_directory() -> None:
     """Where containers go by default: co-mounted controllers share one directory."""
     v1 = cgroupfs.detect_layout(text("mountinfo.v1"), text("proc_cgroup.v1"))
     parents = cgroupfs.supervise_parents(v1)
+    hybrid = cgroupfs.detect_layout(text("mountinfo.hybrid"), text("proc_cgroup.hybrid"))
+    assert "/sys/fs/cgroup/unified/supervise" in cgroupfs.supervise_parents(hybrid)
     assert "/sys/fs/cgroup/cpu,cpuacct/system.slice/ci-runner.service/supervise" in parents
     assert len(parents) == len(set(v1.v1_mounts.values()))
     v2 = cgroupfs.detect_layout(text("mountinfo.v2"), text("proc_cgroup.v2_leaf"))
@@ -318,8 +324,18 @@ def test_cgroup_at_tells_the_hierarchy_by_the_mount_a_path_is_on() -> None:
                              "/sys/fs/cgroup/cpuacct/supervise/abc"], layout=hybrid)
     assert isinstance(v1, cgroupfs.V1Cgroup) and v1.name == "abc"
     assert len(v1.paths) == 2
-    v2 = cgroupfs.cgroup_at(["/sys/fs/cgroup/unified/supervise/abc"], layout=hybrid)
+    # a hybrid host's cgroup: the v1 directories plus the unified tree's
+    both = cgroupfs.cgroup_at(["/sys/fs/cgroup/memory/x/supervise/abc",
+                               "/sys/fs/cgroup/unified/supervise/abc"], layout=hybrid)
+    assert isinstance(both, cgroupfs.V1Cgroup)
+    # opened by its recorded paths, a v1 cgroup has a leaf where one is on disk (none
+    # here: these paths are not on this machine)
+    assert both.v2_join_file == "/sys/fs/cgroup/unified/supervise/abc/cgroup.procs"
+    assert both.join_files == ("/sys/fs/cgroup/memory/x/supervise/abc/tasks",)
+    v2_layout = cgroupfs.detect_layout(text("mountinfo.v2"), text("proc_cgroup.v2"))
+    v2 = cgroupfs.cgroup_at(["/sys/fs/cgroup/x/supervise/abc"], layout=v2_layout)
     assert isinstance(v2, cgroupfs.V2Cgroup) and v2.path.endswith("/abc")
+    assert v2.join_files == () and v2.leaf_paths == ("/sys/fs/cgroup/x/supervise/abc/leaf",)
     with pytest.raises(cgroupfs.CgroupError, match="not on a cgroup mount"):
         cgroupfs.cgroup_at(["/tmp/supervise/abc"], layout=hybrid)
     assert cgroupfs.mount_of("/sys/fs/cgroup/cpuacct/a", ["/sys/fs/cgroup",
@@ -333,11 +349,3 @@ def test_rebased_layout() -> None:
     assert layout.v1_mounts["memory"] == "/tmp/x/memory"
 
 
-def test_v1_controllers_for_limits() -> None:
-    assert cgroupfs.v1_controllers_for(None) == ("memory", "cpuacct")
-    assert cgroupfs.v1_controllers_for(Limits(pids_max=64)) == ("memory", "cpuacct", "pids")
-    assert cgroupfs.v1_controllers_for(Limits(memory_bytes=1 << 30)) == ("memory", "cpuacct")
-    assert cgroupfs.v1_controllers_for(Limits(cpu_quota_us=50000, cpuset_cpus="0")) == (
-        "memory", "cpu", "cpuacct", "cpuset")
-    assert "cpu" in cgroupfs.v1_controllers_for(Limits(cpu_shares=512))
-    assert "freezer" not in cgroupfs.v1_controllers_for(Limits(cpu_shares=512, cpuset_mems="0"))

@@ -24,9 +24,11 @@ from .conftest import require_controller
 
 
 def joiner(cgroup: cgroupfs.Cgroup) -> Callable[[], None]:
-    """A preexec_fn that joins the cgroup the way the spawner's child does: "0" into each
-    of its join files (v1: tasks, which moves the writing thread, here the only one)."""
-    join_files = cgroup.join_files
+    """A preexec_fn that joins the cgroup the way the spawner's child does without
+    clone3: "0" into each of its join files (v1: tasks, which moves the writing thread,
+    here the only one) and its v2 cgroup.procs."""
+    join_files = (*cgroup.join_files,
+                  *((cgroup.v2_join_file,) if cgroup.v2_join_file is not None else ()))
 
     def join() -> None:
         for path in join_files:
@@ -140,8 +142,14 @@ def test_process_lifecycle(
         require_controller(real_layout, controller)
     cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout, limits=Limits(pids_max=20))
     made.append(cgroup)
-    assert [os.path.basename(f) for f in cgroup.join_files] == (
-        ["cgroup.procs"] if real_layout.kind == "v2" else ["tasks"] * len(cgroup.paths))
+    v1_dirs = len(cgroup.paths) - (1 if real_layout.v2_mount is not None else 0)
+    assert [os.path.basename(f) for f in cgroup.join_files] == ["tasks"] * v1_dirs
+    if real_layout.kind == "v2":  # one directory, limited: its leaf
+        assert cgroup.v2_join_file is not None
+        assert cgroup.v2_join_file.endswith("/leaf/cgroup.procs")
+    else:  # a leaf where a limit is held (pids), the directory itself elsewhere
+        leaves = [f for f in cgroup.join_files if f.endswith("/leaf/tasks")]
+        assert len(leaves) == 1 and leaves[0].startswith(real_layout.v1_mounts["pids"] + "/")
     # one process joins the spawner's way, another is added from outside
     script = "x = b'1' * (8 << 20); import time; sum(range(3_000_000)); time.sleep(100)"
     joined = subprocess.Popen([sys.executable, "-c", script], preexec_fn=joiner(cgroup))
@@ -280,7 +288,7 @@ def test_v1_cgroup_parent_overrides_placement(
     for controller, mountpoint in real_layout.v1_mounts.items():
         by_path.setdefault(real_layout.v1_paths[controller], {})[controller] = mountpoint
     own, chosen = max(by_path.items(), key=lambda item: len(item[1]))
-    layout = replace(real_layout, v1_mounts=chosen)
+    layout = replace(real_layout, v1_mounts=chosen, v2_mount=None)
     top = f"{own.rstrip('/')}/{cgroup_name}-parent"
     parent = f"{top}/jobs"
     cgroup = cgroupfs.create_cgroup(cgroup_name, layout=layout, parent=parent)
@@ -317,9 +325,10 @@ def test_v1_without_a_pids_limit_counts_tasks_without_a_pids_hierarchy(
     if real_layout.kind == "v2":
         pytest.skip("v1 only: v2 has every controller in one directory")
     require_controller(real_layout, "memory")
-    controllers = cgroupfs.v1_controllers_for(Limits(memory_bytes=64 << 20))
-    assert "pids" not in controllers
-    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout, v1_controllers=controllers,
+    # A host that does not mount the pids controller.
+    layout = replace(real_layout, v1_mounts={c: m for c, m in real_layout.v1_mounts.items()
+                                             if c != "pids"})
+    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=layout,
                                     limits=Limits(memory_bytes=64 << 20))
     made.append(cgroup)
     assert not any("/pids/" in p for p in cgroup.paths)
@@ -368,17 +377,24 @@ def test_an_empty_cgroup_goes_at_once_and_a_populated_one_stays(
 
 
 @pytest.mark.cgroup_v2
-def test_open_for_clone_gives_the_v2_directory_and_nothing_on_v1(
+def test_open_for_clone_gives_the_v2_cgroup_and_nothing_on_plain_v1(
     real_layout: cgroupfs.Layout, cgroup_name: str, made: list[cgroupfs.Cgroup]
 ) -> None:
     cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout)
     made.append(cgroup)
     fd = cgroup.open_for_clone()
-    if real_layout.kind != "v2":
-        assert fd is None
+    if real_layout.v2_mount is None:
+        assert fd is None and cgroup.v2_join_file is None
         return
-    assert fd is not None
+    assert fd is not None and cgroup.v2_join_file is not None
     try:
-        assert os.path.samestat(os.fstat(fd), os.stat(cgroup.paths[0]))
+        # where its processes go: the leaf on v2, the (controller-less) unified
+        # directory itself on a hybrid host
+        where = os.path.dirname(cgroup.v2_join_file)
+        if real_layout.kind == "v2":
+            assert where.endswith("/leaf") and os.path.dirname(where) in cgroup.paths
+        else:
+            assert where in cgroup.paths
+        assert os.path.samestat(os.fstat(fd), os.stat(where))
     finally:
         os.close(fd)

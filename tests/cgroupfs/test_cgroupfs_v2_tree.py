@@ -78,8 +78,12 @@ class FakeV2Kernel:
 
     def set_procs(self, directory: Path, pids: list[int]) -> None:
         (directory / "cgroup.procs").write_text("".join(f"{p}\n" for p in pids))
-        frozen = (directory / "cgroup.freeze").read_text().strip()
-        (directory / "cgroup.events").write_text(f"populated {int(bool(pids))}\nfrozen {frozen}\n")
+        # "populated" counts the subtree: recompute it here and in every ancestor.
+        while directory == self.root or self.root in directory.parents:
+            below = any(self.procs(d.parent) for d in directory.rglob("cgroup.procs"))
+            frozen = (directory / "cgroup.freeze").read_text().strip()
+            (directory / "cgroup.events").write_text(f"populated {int(below)}\nfrozen {frozen}\n")
+            directory = directory.parent
 
     # --- the kernel's side of _fs ---
     def mkdir(self, path: str) -> bool:
@@ -123,8 +127,9 @@ class FakeV2Kernel:
                 if pid in self.procs(other.parent):
                     self.set_procs(other.parent, [p for p in self.procs(other.parent) if p != pid])
             self.set_procs(directory, [*self.procs(directory), pid])
-        elif name == "cgroup.kill":
-            self.set_procs(directory, [])
+        elif name == "cgroup.kill":  # the whole subtree
+            for procs in sorted(directory.rglob("cgroup.procs"), reverse=True):
+                self.set_procs(procs.parent, [])
         elif name == "cgroup.freeze":
             file.write_text(text + "\n")
             self.set_procs(directory, self.procs(directory))  # frozen state follows at once
@@ -136,7 +141,11 @@ class FakeV2Kernel:
             directory = cgroup_procs.parent
             for pid in pids:
                 if pid in self.procs(directory):
-                    self.killed.append((pid, (directory / "cgroup.freeze").read_text().strip()))
+                    # frozen when it or an ancestor is (cgroup.freeze is hierarchical)
+                    frozen = any((d / "cgroup.freeze").read_text().strip() == "1"
+                                 for d in (directory, *directory.parents)
+                                 if d == self.root or self.root in d.parents)
+                    self.killed.append((pid, "1" if frozen else "0"))
                     self.set_procs(directory, [p for p in self.procs(directory) if p != pid])
 
 
@@ -185,11 +194,15 @@ def test_create_delegates_and_sets_limits(fake: FakeV2Kernel) -> None:
     )
     cgroup = cgroupfs.create_cgroup("c1", limits=limits, layout=layout(), root=str(fake.root))
     own = fake.root / OWN
-    leaf = own / "supervise/c1"
+    outer = own / "supervise/c1"
+    leaf = outer / "leaf"
     assert isinstance(cgroup, cgroupfs.V2Cgroup)
-    assert cgroup.paths == (str(leaf),)
+    assert cgroup.paths == (str(outer),)
+    assert cgroup.leaf_paths == (str(leaf),)
     assert cgroup.procs_files == (str(leaf / "cgroup.procs"),)
-    assert cgroup.join_files == cgroup.procs_files
+    assert cgroup.join_files == () and cgroup.v2_join_file == cgroup.procs_files[0]
+    # the leaf's parent holds no process, so it delegates to the leaf
+    assert (outer / "cgroup.subtree_control").read_text().split() == ["cpu", "memory", "pids"]
     # the supervisor moved itself into a leaf; the own cgroup delegates
     assert fake.procs(own / f"supervisor-{os.getpid()}") == [os.getpid()]
     assert (own / "cgroup.subtree_control").read_text().split() == ["cpu", "memory", "pids"]
@@ -198,11 +211,12 @@ def test_create_delegates_and_sets_limits(fake: FakeV2Kernel) -> None:
         "memory",
         "pids",
     ]
-    assert (leaf / "memory.max").read_text() == f"{32 << 20}\n"
-    assert (leaf / "memory.swap.max").read_text() == f"{16 << 20}\n"
-    assert (leaf / "cpu.weight").read_text() == "39\n"
-    assert (leaf / "cpu.max").read_text() == "50000 100000\n"
-    assert (leaf / "pids.max").read_text() == "20\n"
+    for directory in (outer, leaf):  # held outside the namespace, shown inside it
+        assert (directory / "memory.max").read_text() == f"{32 << 20}\n"
+        assert (directory / "memory.swap.max").read_text() == f"{16 << 20}\n"
+        assert (directory / "cpu.weight").read_text() == "39\n"
+        assert (directory / "cpu.max").read_text() == "50000 100000\n"
+        assert (directory / "pids.max").read_text() == "20\n"
     cgroup.destroy()
     assert not (own / "supervise").exists()
 
@@ -219,7 +233,7 @@ def test_cpuset_limit_without_the_controller_is_a_clear_error(fake: FakeV2Kernel
 def test_pids_stats_kill_destroy(fake: FakeV2Kernel) -> None:
     move_other_out(fake)
     cgroup = cgroupfs.create_cgroup("c1", layout=layout(), root=str(fake.root))
-    leaf = fake.root / OWN / "supervise/c1"
+    leaf = fake.root / OWN / "supervise/c1/leaf"
     fake.set_procs(leaf, [424242, 424243])
     for name in ("memory.stat", "memory.events", "cpu.stat", "memory.current", "pids.current"):
         (leaf / name).write_text((FIXTURES / "v2" / name).read_text())
@@ -238,8 +252,8 @@ def test_pids_stats_kill_destroy(fake: FakeV2Kernel) -> None:
         assert (leaf / "cgroup.freeze").read_text() == "0\n"
     fake.set_procs(leaf, [424244])
     cgroup.destroy()
-    assert not leaf.exists()
     assert not leaf.parent.exists()
+    assert not leaf.parent.parent.exists()
     cgroup.destroy()  # idempotent
 
 
@@ -276,7 +290,7 @@ def test_destroy_times_out_with_a_named_error(
 ) -> None:
     move_other_out(fake)
     cgroup = cgroupfs.create_cgroup("c1", layout=layout(), root=str(fake.root))
-    leaf = fake.root / OWN / "supervise/c1"
+    leaf = fake.root / OWN / "supervise/c1/leaf"
     fake.set_procs(leaf, [424242])
     monkeypatch.setattr(cgroupfs.V2Cgroup, "kill", lambda self: None)  # an unkillable process
     with pytest.raises(CgroupError, match=r"destroying .*c1: processes \[424242\] still there"):
