@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 
 from ._caps import CAPABILITIES
 from ._seccomp import (
@@ -34,6 +35,10 @@ _NR_SCMP_ERROR = -1
 _SCMP_FLTATR_ACT_BADARCH = 2
 _SCMP_FLTATR_CTL_OPTIMIZE = 8
 _SECCOMP_SET_MODE_FILTER = 1
+_SCMP_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E  # libseccomp's own token: x32 shares x86_64's audit arch
+# Default actions that refuse: a syscall newer than the profile gets ENOSYS instead.
+_REFUSING = (0x00000000, 0x80000000, 0x00030000, 0x00050000)
 
 
 # -- compiling, with libseccomp --------------------------------------------------------------
@@ -71,6 +76,7 @@ def libseccomp() -> Any:
         lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
         lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                                ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
@@ -83,7 +89,10 @@ def compile_filter(profile: Profile, caps: Iterable[str],
                    kernel: tuple[int, int] | None = None) -> bytes:
     """The BPF program (struct sock_filter[]) for a container holding caps, on this
     machine (or the one named) and kernel. Syscall names libseccomp does not know are
-    skipped, as docker does; so is an entry whose action is the default one."""
+    skipped, as docker does; so is an entry whose action is the default one. With a
+    refusing default action, syscalls numbered past every one the profile names get
+    ENOSYS, as under docker (runc's patchbpf), so that libc falls back from a syscall
+    newer than the profile (glibc 2.39's fchmodat2) rather than failing with EPERM."""
     lib = libseccomp()
     native, docker_arch = machine_names or machine()
     rules = select_rules(profile, caps, docker_arch,
@@ -95,12 +104,14 @@ def compile_filter(profile: Profile, caps: Iterable[str],
         # Architectures: the profile's list, or its archMap's entry for this machine;
         # syscalls of any other (x32 with the default profile) get ENOSYS.
         arches = profile.architectures or profile.arch_map.get(native, ())
+        tokens = [lib.seccomp_arch_native()]
         for arch in arches:
             token = lib.seccomp_arch_resolve_name(arch.encode())
             if token == 0:
                 raise ProfileError(f"libseccomp does not know the architecture {arch}")
             if lib.seccomp_arch_exist(ctx, token) == -errno.EEXIST:  # 0: it is there
                 _check(lib.seccomp_arch_add(ctx, token), f"adding the architecture {arch}")
+                tokens.append(token)
         _check(lib.seccomp_attr_set(ctx, _SCMP_FLTATR_ACT_BADARCH,
                                     ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS),
                "setting the action for other architectures")
@@ -139,7 +150,40 @@ def compile_filter(profile: Profile, caps: Iterable[str],
                 os.close(write_end)
     finally:
         lib.seccomp_release(ctx)
-    return b"".join(chunks)
+    program = b"".join(chunks)
+    if profile.default_action & 0xFFFF0000 not in _REFUSING:
+        return program
+    return _newer_syscalls_stub(lib, tokens, {n for rule in rules for n in rule.names}) + program
+
+
+def _newer_syscalls_stub(lib: Any, tokens: list[int], names: set[str]) -> bytes:
+    """BPF put before libseccomp's program: for each architecture, a syscall numbered
+    past the highest the profile names returns ENOSYS; anything else goes on to the
+    program (jumps are relative, so it is unchanged)."""
+    if _SCMP_ARCH_X32 in tokens:  # its numbers are x86_64's plus a bit: no bound for either
+        tokens = [t for t in tokens if t not in (_SCMP_ARCH_X32, _SCMP_ARCH_X86_64)]
+    bounds = []
+    for token in tokens:
+        numbers = [lib.seccomp_syscall_resolve_name_arch(token, name.encode())
+                   for name in sorted(names)]
+        if any(n >= 0 for n in numbers):
+            bounds.append((token, max(numbers)))
+    if not bounds:
+        return b""
+
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    ld_nr, ld_arch = op(0x20, 0), op(0x20, 4)  # BPF_LD|W|ABS of seccomp_data.nr, .arch
+    count = len(bounds)
+    stub = [ld_arch]
+    for j, (token, highest) in enumerate(bounds):
+        # jeq arch (else to the next arch's check); ld nr; jgt highest: ENOSYS, else
+        # the program. The ENOSYS return and the program follow the last check.
+        stub += [op(0x15, token, 0, 2), ld_nr, op(0x25, highest, 3 * (count - j) - 2,
+                                                  3 * (count - j) - 1)]
+    stub += [op(0x05, 1), op(0x06, ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS)]  # ja; ret
+    return b"".join(stub)
 
 
 def _condition_sets(args: tuple[tuple[int, int, int, int], ...]
