@@ -76,7 +76,9 @@ class Host:
     """What the spawner learns once, about itself and this kernel, for every plan: its
     bounding and permitted capability sets, which of docker's read-only and masked
     paths exist (the host's /proc and /sys show what a container's fresh ones will),
-    and the signals it ignores (exec keeps an ignored signal ignored)."""
+    and the signals it ignores (exec keeps an ignored signal ignored). Its cache keeps
+    the steps every container of a kind shares, the compiled seccomp filter of each
+    (profile, capability set) among them."""
 
     __slots__ = ("_cache", "bounding", "ignored", "masked", "permitted", "readonly")
 
