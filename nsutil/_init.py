@@ -9,7 +9,9 @@ found, 126 when it could not be executed, 125 for anything else.
 Containment, as the `InitSpec` says: harden_mounts makes /sys read-only and masks
 /proc as docker does; capabilities (the numbers to keep) trims the bounding set and
 sets the process's sets; user (uid, gid) switches to that user with no
-supplementary groups; no_new_privs sets PR_SET_NO_NEW_PRIVS; init keeps this
+supplementary groups; no_new_privs sets PR_SET_NO_NEW_PRIVS; seccomp installs the
+filter the spawner compiled, as the last step (what follows, exec and under init
+fork, signals and waits, any profile a command can start under allows); init keeps this
 process as a minimal PID 1 (reaps orphans, forwards signals) and runs the command
 in a child.
 """

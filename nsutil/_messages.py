@@ -265,6 +265,10 @@ class InitSpec(Record, kind="init"):
     user: tuple[int, int] | None
     #: stay PID 1 as a minimal init (reap orphans, forward signals)
     init: bool
+    #: the seccomp filter PID 1 installs last: "default" (docker's, built in), a docker
+    #: JSON profile's text, or None (unconfined); compiled once per profile and
+    #: capability set by the spawner
+    seccomp: str | None
 
 
 class Spawn(Record, kind="spawn"):

@@ -16,6 +16,7 @@ entry this kernel lacks, a syscall an older kernel lacks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -76,7 +77,9 @@ class Host:
     """What the spawner learns once, about itself and this kernel, for every plan: its
     bounding and permitted capability sets, which of docker's read-only and masked
     paths exist (the host's /proc and /sys show what a container's fresh ones will),
-    and the signals it ignores (exec keeps an ignored signal ignored)."""
+    and the signals it ignores (exec keeps an ignored signal ignored). Its cache keeps
+    the steps every container of a kind shares, the compiled seccomp filter of each
+    (profile, capability set) among them."""
 
     __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "masked", "permitted",
                  "readonly")
@@ -266,6 +269,10 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         steps.append((libc.chdir, (os.fsencode(cwd),),
                       ("chdir", f"working directory {cwd!r}", FATAL, None)))
     steps.extend(host.cached("final", lambda: _final_steps(host)))
+    profile = spec.seccomp
+    if profile is not None:
+        steps.extend(host.cached(("seccomp", profile, capabilities),
+                                 lambda: _seccomp_steps(profile, capabilities)))
     return Plan(tuple(steps), candidates, argv_array, envp_array, argv[0], spec.init, spec.tty)
 
 
@@ -431,6 +438,31 @@ def _final_steps(host: Host) -> list[Step]:
     steps.append((libc.syscall, _libc.close_range_args(3, _libc.CLOSE_RANGE_CLOEXEC),
                   ("fds", "", CLOSE_RANGE, 3)))
     return steps
+
+
+def warm_up(host: Host) -> None:
+    """Compile, ahead of the first spawn that needs it, docker's seccomp filter for
+    docker's default capabilities (a container of any user, as `compile_plan` keys
+    it). If it cannot be had, the spawn that needs it will say why."""
+    from . import _seccomp
+
+    capabilities = tuple(_caps.effective_set())
+    with contextlib.suppress(ValueError):
+        host.cached(("seccomp", _seccomp.DEFAULT, capabilities),
+                    lambda: _seccomp_steps(_seccomp.DEFAULT, capabilities))
+
+
+def _seccomp_steps(profile: str, capabilities: tuple[int, ...] | None) -> list[Step]:
+    """The filter, installed last: after no_new_privs (without CAP_SYS_ADMIN the kernel
+    wants it) and everything else a container's start needs that the filter may
+    refuse. What follows is allowed by any profile that lets a command start: exec,
+    and under --init fork (clone without namespace flags), signals, waits.
+    ProfileError (a ValueError) if libseccomp is missing or refuses the profile."""
+    from . import _seccomp_bpf  # only for a confined container: ctypes structures, libseccomp
+
+    program = _seccomp_bpf.prepare(profile, capabilities)
+    return [(libc.syscall, program.args, ("seccomp", "installing the seccomp filter",
+                                          FATAL, None))]
 
 
 def join_cgroup(path: bytes) -> int:

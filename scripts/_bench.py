@@ -12,14 +12,17 @@ Everything is measured in one run on this machine, side by side, and printed as
 one table with ratios and the issue's targets (`--json`: the same as JSON).
 
   batch     N jobs of `true`, each in its own namespaces, at concurrency 8:
-            `supervise batch -j 8 -m 64m` (real cgroups), `xargs -P8 unshare
+            `supervise batch -j 8 -m 64m` (real cgroups; and with --security-opt
+            seccomp=unconfined, for what the filter costs), `xargs -P8 unshare
             -fpmuin --mount-proc true` (the kernel floor), GNU `parallel -j8
             unshare ...`, and `xargs -P8 true` (the process floor). Jobs/s,
             median of R rounds, tools alternating within each round.
   single    one container: `supervise run -- true` against `unshare -fpmuin
             --mount-proc true`, `bwrap --unshare-all --dev-bind / / --proc /proc
             true` and `python -c 'import trio'` (the same interpreter: the
-            language floor). Median wall time of N interleaved runs.
+            language floor), and with --security-opt seccomp=unconfined; the
+            default seccomp filter's compile (once a spawner) and install (once a
+            container). Median wall time of N interleaved runs.
   scale     N concurrent `sleep 30` containers (`--big`: 1000): time until all
             run; the supervisor's and the spawner's resident memory and its
             growth per container; that no interpreter is resident per container;
@@ -320,8 +323,10 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
 
     batch_argv = [*SUPERVISE, "batch", "-j", "8", "-m", "64m", "--no-live"]
     full, one = jobs_file(jobs), jobs_file(1)
+    unconfined = [*batch_argv, "--security-opt", "seccomp=unconfined"]
     tools: dict[str, Callable[[], float]] = {
         "supervise": lambda: timed([*batch_argv, str(full)], expect=all_ok(jobs)),
+        "supervise-unconfined": lambda: timed([*unconfined, str(full)], expect=all_ok(jobs)),
         "xargs-unshare": lambda: timed(["xargs", "-P8", "-n1", *UNSHARE], stdin_path=numbers),
         "xargs-true": lambda: timed(["xargs", "-P8", "-n1", "true"], stdin_path=numbers),
         "supervise-1job": lambda: timed([*batch_argv, str(one)], expect=all_ok(1)),
@@ -351,6 +356,10 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     rep.add(Row(sec, f"supervise batch -j8 -m 64m ({jobs} x true)", sup, "jobs/s"))
     rep.add(Row(sec, "  the same, minus supervise's startup", net, "jobs/s"))
     rep.add(Row(sec, "  supervise batch of 1 job (startup)", startup * 1000, "ms"))
+    free = rate["supervise-unconfined"]
+    seccomp_ms = (1 / sup - 1 / free) * 1000 if sup and free else None
+    rep.add(Row(sec, "  the same, --security-opt seccomp=unconfined", free, "jobs/s"))
+    rep.add(Row(sec, "  seccomp's cost per job (wall, at -j8)", seccomp_ms, "ms"))
     rep.add(Row(sec, "xargs -P8 unshare -fpmuin --mount-proc true", rate["xargs-unshare"],
                 "jobs/s"))
     rep.add(Row(sec, "parallel -j8 unshare -fpmuin --mount-proc true", rate["parallel"],
@@ -367,6 +376,8 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     rep.metric(sec, "supervise_jobs_per_s", sup)
     rep.metric(sec, "supervise_jobs_per_s_minus_startup", net)
     rep.metric(sec, "supervise_startup_s", startup)
+    rep.metric(sec, "supervise_unconfined_jobs_per_s", free)
+    rep.metric(sec, "seccomp_cost_per_job_ms", seccomp_ms)
     rep.metric(sec, "xargs_unshare_jobs_per_s", rate["xargs-unshare"])
     rep.metric(sec, "parallel_jobs_per_s", rate["parallel"])
     rep.metric(sec, "xargs_true_jobs_per_s", rate["xargs-true"])
@@ -382,6 +393,8 @@ def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
     say(f"single: {runs} interleaved runs each")
     cmds: dict[str, list[str]] = {
         "supervise": [*SUPERVISE, "run", "--", "true"],
+        "supervise-unconfined": [*SUPERVISE, "run", "--security-opt", "seccomp=unconfined",
+                                 "--", "true"],
         "unshare": UNSHARE,
         "python-import-trio": [PY, "-c", "import trio"],
     }
@@ -399,6 +412,14 @@ def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
     ms = {k: None if v is None else v * 1000 for k, v in med.items()}
     r_trio = ratio(sup, trio)
     rep.add(Row(sec, "supervise run -- true", ms["supervise"], "ms"))
+    rep.add(Row(sec, "  the same, --security-opt seccomp=unconfined",
+                ms["supervise-unconfined"], "ms", ratio(sup, med["supervise-unconfined"]),
+                "default / unconfined"))
+    compile_ms, install_us = seccomp_costs()
+    rep.add(Row(sec, "seccomp: compiling docker's profile (once a spawner)", compile_ms, "ms"))
+    rep.add(Row(sec, "seccomp: installing it (once a container)", install_us, "us"))
+    rep.metric(sec, "seccomp_compile_ms", compile_ms)
+    rep.metric(sec, "seccomp_install_us", install_us)
     rep.add(Row(sec, "unshare -fpmuin --mount-proc true", ms["unshare"], "ms",
                 ratio(sup, med["unshare"]), "supervise / unshare"))
     rep.add(Row(sec, "bwrap --unshare-all ... true", ms["bwrap"], "ms",
@@ -411,6 +432,43 @@ def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
     for name, v in med.items():
         rep.metric(sec, f"{name.replace('-', '_')}_median_s", v)
     rep.metric(sec, "ratio_supervise_import_trio", r_trio)
+
+
+def seccomp_costs(runs: int = 21) -> tuple[float | None, float | None]:
+    """What the default seccomp filter costs, measured here with the spawner's own code:
+    compiling it (libseccomp already loaded; median of a few), and one child's
+    seccomp(2) installing it (after no_new_privs, as PID 1 does; median of runs)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from nsutil import _caps, _libc, _seccomp, _seccomp_bpf
+        caps = tuple(_caps.effective_set())
+        _seccomp_bpf.prepare(_seccomp.DEFAULT, caps)   # loads libseccomp
+    except Exception as exc:   # no libseccomp: the rows stay empty
+        say(f"seccomp: {exc}")
+        return None, None
+    compiles = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        program = _seccomp_bpf.prepare(_seccomp.DEFAULT, caps)
+        compiles.append((time.perf_counter() - t0) * 1000)
+    installs = []
+    for _ in range(runs):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _libc.libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            t0 = time.perf_counter_ns()
+            done = _libc.libc.syscall(*program.args)
+            elapsed = time.perf_counter_ns() - t0
+            os.write(write_end, str(elapsed if done == 0 else -1).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as f:
+            ns = int(f.read() or b"-1")
+        os.waitpid(pid, 0)
+        if ns >= 0:
+            installs.append(ns / 1000)
+    return median(compiles), median(installs) if installs else None
 
 
 # -- 3. scale --------------------------------------------------------------------------------

@@ -4,10 +4,14 @@ files as build_spec reads them, and whether we may use namespaces and cgroups.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from nsutil import _seccomp
 
 from ._errors import SuperviseError
 from ._options import HostFacts
+from ._spec import ContainerSpec
 from ._units import parse_cpu_list_file
 
 
@@ -58,3 +62,11 @@ def require_root() -> None:
     """Namespaces and cgroups need root: say so before anything is set up."""
     if os.geteuid() != 0:
         raise SuperviseError("needs root (namespaces and cgroups); try sudo")
+
+
+def require_seccomp(specs: Iterable[ContainerSpec]) -> None:
+    """A confined container needs libseccomp: say which package to install before
+    anything starts (unless every container runs unconfined)."""
+    if any(spec.seccomp_profile() is not None for spec in specs) and not (
+            _seccomp.library_found()):
+        raise SuperviseError(f"seccomp: {_seccomp.MISSING}")

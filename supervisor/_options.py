@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import cgroupfs
-from nsutil import _caps
+from nsutil import _caps, _seccomp
 
 from ._env import build_environment, default_environment, parse_env_assignment, parse_env_file
 from ._errors import UsageError
-from ._spec import ContainerSpec
+from ._spec import ContainerSpec, check_seccomp_profile
 from ._units import (
     parse_cpu_shares,
     parse_cpus,
@@ -63,6 +63,7 @@ class RunOptions:
     cap_drop: Sequence[str] = field(default_factory=tuple)
     user: str | None = None
     init: bool = False
+    security_opt: Sequence[str] = field(default_factory=tuple)
 
 
 def _flagged(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
@@ -238,6 +239,7 @@ def build_spec(
     cap_add = parse_capabilities("--cap-add", opts.cap_add)
     cap_drop = parse_capabilities("--cap-drop", opts.cap_drop)
     user = parse_user(opts.user, read_file) if opts.user is not None else None
+    security = parse_security_opts(opts.security_opt, read_file)
     # docker: HOME is the user's home from passwd, "/" for a user not in it
     home = None if user is None else (user.home or "/")
     return ContainerSpec(
@@ -256,7 +258,62 @@ def build_spec(
         cap_drop=cap_drop,
         user=(user.uid, user.gid) if user is not None else None,
         init=opts.init,
+        seccomp=security.seccomp,
+        no_new_privileges=security.no_new_privileges,
     )
+
+
+@dataclass(frozen=True)
+class SecurityOptions:
+    seccomp: str | None = _seccomp.DEFAULT  # ContainerSpec.seccomp's meaning
+    no_new_privileges: bool = False
+
+
+def parse_security_opts(values: Sequence[str], read_file: Callable[[str], str]
+                        ) -> SecurityOptions:
+    """--security-opt, as docker takes it: seccomp=unconfined, seccomp=builtin (the
+    default), seccomp=PROFILE.json (docker's format, checked here), no-new-privileges[=true]
+    (even with --privileged); apparmor=unconfined and label=disable change nothing (no
+    AppArmor or SELinux profile is applied). "KEY:VALUE" is docker's old spelling."""
+    seccomp: str | None = _seccomp.DEFAULT
+    no_new_privileges = False
+    for value in values:
+        key, sep, arg = value.partition("=")
+        if not sep and key != "no-new-privileges":
+            key, sep, arg = value.partition(":")
+        shown = f"--security-opt {value}"
+        if key == "seccomp" and arg:
+            seccomp = _seccomp_profile(arg, shown, read_file)
+        elif key == "no-new-privileges" and arg in ("", "true"):
+            no_new_privileges = True
+        elif key == "no-new-privileges" and arg == "false":
+            raise UsageError(f"{shown}: supervise always sets no_new_privs (only "
+                             "--privileged runs without it)")
+        elif (key, arg) in (("apparmor", "unconfined"), ("label", "disable")):
+            pass
+        elif key in ("apparmor", "label"):
+            raise UsageError(f"{shown}: not supported (supervise applies no AppArmor or "
+                             "SELinux profile)")
+        else:
+            raise UsageError(f"{shown}: expected seccomp=unconfined, seccomp=PROFILE.json "
+                             "or no-new-privileges")
+    return SecurityOptions(seccomp, no_new_privileges)
+
+
+def _seccomp_profile(arg: str, shown: str, read_file: Callable[[str], str]) -> str | None:
+    if arg == "unconfined":
+        return None
+    if arg == "builtin":
+        return _seccomp.DEFAULT
+    try:
+        text = read_file(arg)
+    except OSError as exc:
+        raise UsageError(f"{shown}: {exc.strerror}") from exc
+    try:
+        check_seccomp_profile(text)
+    except ValueError as exc:
+        raise UsageError(f"{shown}: {exc}") from exc
+    return text
 
 
 def _valid_hostname(hostname: str) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import cgroupfs
-from nsutil import _caps
+from nsutil import _caps, _seccomp
 from nsutil._messages import InitSpec
 
 DEVNULL = subprocess.DEVNULL
@@ -25,7 +26,12 @@ class ContainerSpec:
     read-only and /proc partly masked; privileged=True keeps every capability and
     leaves /sys and /proc alone. user=(uid, gid) runs the command as that user with
     no supplementary groups. init=True keeps a minimal PID 1 that reaps orphans and
-    forwards signals to the command (docker's --init)."""
+    forwards signals to the command (docker's --init).
+
+    seccomp: the filter the command runs under: "default" (docker's default profile,
+    built in), None (unconfined), or the text of a profile in docker's JSON format;
+    privileged=True runs unconfined whatever it says. no_new_privileges=True sets
+    no_new_privs even when privileged."""
 
     argv: Sequence[str]
     name: str | None = None
@@ -46,6 +52,8 @@ class ContainerSpec:
     cap_drop: Sequence[str] = ()
     user: tuple[int, int] | None = None
     init: bool = False
+    seccomp: str | None = _seccomp.DEFAULT
+    no_new_privileges: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -54,6 +62,12 @@ class ContainerSpec:
             _caps.normalize(name)  # ValueError for an unknown capability
         if self.user is not None and not all(0 <= i < 0xFFFFFFFF for i in self.user):
             raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
+        if self.seccomp not in (None, _seccomp.DEFAULT):
+            check_seccomp_profile(self.seccomp)  # ValueError (ProfileError) if it is not one
+
+    def seccomp_profile(self) -> str | None:
+        """The profile PID 1 installs (InitSpec.seccomp); None: unconfined."""
+        return None if self.privileged else self.seccomp
 
     def capabilities(self) -> tuple[int, ...] | None:
         """The capability numbers the command keeps; None: all (privileged)."""
@@ -76,7 +90,16 @@ class ContainerSpec:
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
             cgroup_v2_join=cgroup_v2_join,
             loopback_request=loopback_request, tty=self.tty, stdio=stdio,
-            capabilities=self.capabilities(), no_new_privs=not self.privileged,
+            capabilities=self.capabilities(),
+            no_new_privs=not self.privileged or self.no_new_privileges,
             harden_mounts=not self.privileged,
             user=None if self.user is None else (self.user[0], self.user[1]), init=self.init,
+            seccomp=self.seccomp_profile(),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def check_seccomp_profile(text: str) -> None:
+    """ProfileError (a ValueError) if text is not a valid profile in docker's JSON
+    format. Checked once per text: a batch's jobs share theirs."""
+    _seccomp.load_profile(text)

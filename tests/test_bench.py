@@ -22,9 +22,11 @@ BENCH = ROOT / "scripts" / "_bench.py"
 # only if bubblewrap or GNU parallel could not be installed.
 REQUIRED = {
     "batch": ["supervise_jobs_per_s", "supervise_startup_s", "xargs_unshare_jobs_per_s",
-              "xargs_true_jobs_per_s", "ratio_supervise_xargs_unshare"],
+              "xargs_true_jobs_per_s", "ratio_supervise_xargs_unshare",
+              "supervise_unconfined_jobs_per_s"],
     "single": ["supervise_median_s", "unshare_median_s", "python_import_trio_median_s",
-               "ratio_supervise_import_trio"],
+               "ratio_supervise_import_trio", "supervise_unconfined_median_s",
+               "seccomp_compile_ms", "seccomp_install_us"],
     "scale": ["start_all_s", "start_one_s", "supervisor_rss_bytes", "spawner_rss_bytes",
               "own_rss_bytes", "growth_per_container_bytes", "idle_cpu_percent",
               "containers_running", "python_per_container"],

@@ -14,7 +14,7 @@ import trio
 from .._batch import BatchJob
 from .._errors import SuperviseError
 from .._gc import gc_quietly
-from .._host import host_facts, require_root
+from .._host import host_facts, require_root, require_seccomp
 from .._jobs import parse_jobs
 from .._jobs_check import check_jobs
 from .._options import HostFacts
@@ -65,6 +65,7 @@ def batch_command(**flags: Any) -> None:
     options = BatchOptions.from_flags(flags, host)
     jobs, skipped = _load_jobs(options, host)
     require_root()
+    require_seccomp(job.spec for job in jobs)
     if options.logs is not None:
         try:
             os.makedirs(options.logs, exist_ok=True)

@@ -67,12 +67,15 @@ limit_options = _options(
                       "no supplementary groups."),
     click.option("--init", is_flag=True,
                  help="PID 1 is a minimal init: reaps orphans, forwards signals."),
+    click.option("--security-opt", multiple=True, metavar="OPT",
+                 help="seccomp=unconfined, seccomp=PROFILE.json (docker's format) or "
+                      "no-new-privileges. Repeatable."),
 )
 
 RUN_FIELDS = ("tty", "interactive", "memory", "memory_swap", "cpus", "cpu_shares",
               "cpuset_cpus", "cpuset_mems", "pids_limit", "name", "hostname", "env",
               "env_file", "workdir", "net", "timeout", "stop_timeout", "privileged",
-              "cap_add", "cap_drop", "user", "init")
+              "cap_add", "cap_drop", "user", "init", "security_opt")
 
 
 def run_fields(params: Mapping[str, Any], only_given: Callable[[str], bool] | None = None

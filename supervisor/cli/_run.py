@@ -18,7 +18,7 @@ import trio
 from .._container import Container
 from .._errors import SuperviseError
 from .._gc import gc_quietly
-from .._host import host_facts, read_host_file, require_root
+from .._host import host_facts, read_host_file, require_root, require_seccomp
 from .._ids import new_id
 from .._options import RunOptions, build_spec
 from .._result import Result, Status
@@ -51,6 +51,7 @@ def run_command(command: tuple[str, ...], report: str | None, cgroup_parent: str
     spec = build_spec(list(command), opts, host_facts(), default_hostname=cid,
                       read_file=read_host_file)
     require_root()
+    require_seccomp([spec])
     gc_quietly()
     result = trio.run(_run, cid, spec, opts.interactive, cgroup_parent)
     _report(result, spec, report)
