@@ -14,7 +14,14 @@ from ._create import (
 )
 from ._errors import CgroupError
 from ._layout import Layout, detect_layout
-from ._limits import Limits, shares_to_weight, v1_limit_files, v2_limit_files
+from ._limits import (
+    DeviceRule,
+    Limits,
+    parse_device_rule,
+    shares_to_weight,
+    v1_limit_files,
+    v2_limit_files,
+)
 from ._placement import (
     LEAF,
     SUPERVISE_DIR,
@@ -31,6 +38,8 @@ from ._v2 import V2Cgroup, prepare_v2_delegation
 __all__ = [
     "CgroupError",
     "Limits",
+    "DeviceRule",
+    "parse_device_rule",
     "Stats",
     "StatsMode",
     "Layout",

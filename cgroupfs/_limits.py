@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ._errors import CgroupError
 
@@ -12,13 +13,62 @@ _MAX_SHARES = 262_144
 
 
 @dataclass(frozen=True)
+class DeviceRule:
+    """One device access rule, as the v1 devices controller writes it: ``kind`` "c"
+    (character), "b" (block) or "a" (both); ``major``/``minor`` None for any;
+    ``access`` some of "r" (read), "w" (write) and "m" (mknod)."""
+
+    kind: Literal["a", "b", "c"]
+    major: int | None
+    minor: int | None
+    access: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("a", "b", "c"):
+            raise CgroupError(f"device rule type {self.kind!r}: expected a, b or c")
+        for number in (self.major, self.minor):
+            if number is not None and not 0 <= number < 1 << 32:
+                raise CgroupError(f"device number {number} is out of range")
+        if not self.access or set(self.access) - set("rwm") or len(set(self.access)) != len(
+                self.access):
+            raise CgroupError(f"device access {self.access!r}: expected some of r, w and m")
+
+    @property
+    def text(self) -> str:
+        """``c 1:3 rwm``, ``b *:* m``: what devices.allow takes."""
+        def number(n: int | None) -> str:
+            return "*" if n is None else str(n)
+        return f"{self.kind} {number(self.major)}:{number(self.minor)} {self.access}"
+
+
+def parse_device_rule(text: str) -> DeviceRule:
+    """``c 1:3 rwm`` (``*`` for any number) to a DeviceRule; CgroupError if malformed."""
+    parts = text.split()
+    if len(parts) != 3 or parts[1].count(":") != 1:
+        raise CgroupError(f"device rule {text!r}: expected TYPE MAJOR:MINOR ACCESS")
+    kind, numbers, access = parts
+    major_text, minor_text = numbers.split(":")
+    try:
+        major = None if major_text == "*" else int(major_text)
+        minor = None if minor_text == "*" else int(minor_text)
+    except ValueError:
+        raise CgroupError(f"device rule {text!r}: numbers are digits or *") from None
+    if kind not in ("a", "b", "c"):
+        raise CgroupError(f"device rule {text!r}: type is a, b or c")
+    return DeviceRule(kind, major, minor, access)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Limits:
     """What a container may use. ``None`` leaves the kernel's value alone.
 
     ``memory_swap_bytes`` follows docker's ``--memory-swap``: memory plus swap in
     total, ``-1`` for unlimited swap. ``cpu_period_us`` defaults to 100000 when a
     quota is set. A negative ``pids_max``, ``memory_bytes`` or ``cpu_quota_us``
-    means unlimited.
+    means unlimited. ``devices``: every device denied but these (v1: the devices
+    controller's files; v2 has no files for it: the caller attaches a
+    BPF_PROG_TYPE_CGROUP_DEVICE program, as nsutil's spawner does); None leaves
+    device access alone.
     """
 
     memory_bytes: int | None = None
@@ -29,6 +79,7 @@ class Limits:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids_max: int | None = None
+    devices: tuple[DeviceRule, ...] | None = None
 
 
 def shares_to_weight(shares: int) -> int:
@@ -75,6 +126,9 @@ def limited_controllers(limits: Limits | None) -> frozenset[str]:
         found.add("cpuset")
     if limits.pids_max is not None:
         found.add("pids")
+    # devices: no leaf needed; writing devices.allow takes CAP_SYS_ADMIN in the host's
+    # user namespace, which the container's root lacks, and a child can never widen
+    # its parent's rules.
     return frozenset(found)
 
 
@@ -105,6 +159,9 @@ def v1_limit_files(limits: Limits) -> list[tuple[str, str, str]]:
         files.append(("cpuset", "cpuset.mems", limits.cpuset_mems))
     if limits.pids_max is not None:
         files.append(("pids", "pids.max", "max" if limits.pids_max < 0 else str(limits.pids_max)))
+    if limits.devices is not None:
+        files.append(("devices", "devices.deny", "a"))
+        files.extend(("devices", "devices.allow", rule.text) for rule in limits.devices)
     return files
 
 

@@ -43,6 +43,11 @@ class Cgroup(Protocol):
         CLONE_INTO_CGROUP, so a child is born inside it (no migration); the caller
         closes it. None where there is none (plain v1)."""
 
+    def open_device_target(self) -> int | None:
+        """v2: an fd of the directory (the one whose limits hold) to attach a
+        BPF_PROG_TYPE_CGROUP_DEVICE program to; the caller closes it. None on v1,
+        where Limits.devices are the devices controller's files."""
+
     def add_pid(self, pid: int) -> None:
         """Move a process (all its threads) into the cgroup."""
 

@@ -158,6 +158,9 @@ class V1Cgroup:
         except OSError:
             return None
 
+    def open_device_target(self) -> int | None:
+        return None  # the devices controller's files hold the rules
+
     def add_pid(self, pid: int) -> None:
         for procs in self.procs_files:
             _fs.write_text(procs, str(pid))

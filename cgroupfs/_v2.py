@@ -90,6 +90,9 @@ class V2Cgroup:
         except OSError:
             return None
 
+    def open_device_target(self) -> int | None:
+        return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
     def add_pid(self, pid: int) -> None:
         _fs.write_text(self.procs_files[0], str(pid))
 

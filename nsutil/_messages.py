@@ -163,6 +163,21 @@ def _wrong(where: str, annotation: str, value: object) -> WireError:
     return WireError(f"field {where!r}: expected {annotation}, got {type(value).__name__}")
 
 
+def _split_top(text: str) -> list[str]:
+    """The comma-separated parts of a type's arguments, brackets respected."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
 def _check_for(annotation: str) -> Check:
     """The check (and conversion, for nested records) of a value of this annotation;
     TypeError at class definition for an annotation with no wire form."""
@@ -183,7 +198,7 @@ def _check_for(annotation: str) -> Check:
             return value
         return scalar
     if text.startswith("tuple[") and text.endswith("]"):
-        parts = [p.strip() for p in text[len("tuple["):-1].split(",")]
+        parts = _split_top(text[len("tuple["):-1])
         if len(parts) == 2 and parts[1] == "..." and parts[0] in _SCALARS:
             kinds = _SCALARS[parts[0]]
 
@@ -269,6 +284,11 @@ class InitSpec(Record, kind="init"):
     #: JSON profile's text, or None (unconfined); compiled once per profile and
     #: capability set by the spawner
     seccomp: str | None
+    #: the devices it may use, every other denied: (kind "a"/"b"/"c", major, minor, -1
+    #: for any, access from "rwm"); None: all. On v2, a BPF program the spawner attaches
+    #: to the cgroup whose directory is fd #device_cgroup_fd (v1: the devices files)
+    devices: tuple[tuple[str, int, int, str], ...] | None
+    device_cgroup_fd: int | None
 
 
 class Spawn(Record, kind="spawn"):

@@ -95,6 +95,7 @@ class Spawner:
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
         self.clone3 = True  # until the kernel says it lacks clone3's CLONE_INTO_CGROUP
+        self.device_programs: dict[tuple[tuple[str, int, int, str], ...], int] = {}
 
     def send(self, message: Record, fds: list[int] | None = None) -> None:
         _proto.send_blocking(self.sock, to_wire(message), fds)
@@ -127,6 +128,13 @@ class Spawner:
             # only makes the calls.
             plan = _plan.compile_plan(spec, fds, self.host, err_w,
                                       joined=cgroup_fd is not None)
+            if spec.devices is not None and spec.device_cgroup_fd is not None:
+                self._filter_devices(spec.devices, fds, spec.device_cgroup_fd)
+        except OSError as exc:  # the device filter could not be loaded or attached
+            err = exc.errno or errno.EIO
+            self._refuse(cid, [err_r, err_w, *fds], "devices", err,
+                         f"attaching the device filter: {os.strerror(err)}")
+            return None
         except ProfileError as exc:  # libseccomp missing, or refusing the profile
             self._refuse(cid, [err_r, err_w, *fds], "seccomp", errno.EINVAL, f"seccomp: {exc}")
             return None
@@ -135,6 +143,19 @@ class Spawner:
                          f"exec {spec.argv[0] if spec.argv else '?'!r}: {exc}")
             return None
         return _Pending(cid, spec, plan, err_r, err_w, fds, cgroup_fd)
+
+    def _filter_devices(self, rules: tuple[tuple[str, int, int, str], ...], fds: list[int],
+                        index: int) -> None:
+        """Attach the device filter for these rules (loaded once) to the v2 cgroup
+        that is fds[index], before anything is born in it."""
+        if not 0 <= index < len(fds):
+            raise ValueError(f"the device cgroup is fd #{index}, but {len(fds)} came")
+        from . import _devices  # only on v2
+
+        program = self.device_programs.get(rules)
+        if program is None:
+            program = self.device_programs[rules] = _devices.load(rules)
+        _devices.attach(program, fds[index])
 
     def _fork(self, entry: _Pending) -> int:
         """The child's pid; -errno if the fork failed. Never returns in the child."""

@@ -14,6 +14,7 @@ from typing import Literal, TypeVar
 import cgroupfs
 from nsutil import _caps, _seccomp
 
+from ._devices import parse_device
 from ._env import build_environment, default_environment, parse_env_assignment, parse_env_file
 from ._errors import UsageError
 from ._spec import ContainerSpec, check_seccomp_profile
@@ -64,6 +65,7 @@ class RunOptions:
     user: str | None = None
     init: bool = False
     security_opt: Sequence[str] = field(default_factory=tuple)
+    device: Sequence[str] = field(default_factory=tuple)
 
 
 def _flagged(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
@@ -260,6 +262,7 @@ def build_spec(
         init=opts.init,
         seccomp=security.seccomp,
         no_new_privileges=security.no_new_privileges,
+        devices=tuple(parse_device(text) for text in opts.device),
     )
 
 

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import cgroupfs
+from cgroupfs import DeviceRule
 from nsutil import _caps, _seccomp
 from nsutil._messages import InitSpec
+
+from ._devices import Device, device_rules
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -54,6 +57,7 @@ class ContainerSpec:
     init: bool = False
     seccomp: str | None = _seccomp.DEFAULT
     no_new_privileges: bool = False
+    devices: Sequence[Device] = ()
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -75,16 +79,23 @@ class ContainerSpec:
             return None
         return tuple(_caps.effective_set(self.cap_add, self.cap_drop))
 
+    def device_rules(self, tty_device: int | None) -> tuple[DeviceRule, ...] | None:
+        """The devices it may use (None: all, privileged); tty_device: its terminal's
+        device number, with tty=True."""
+        return device_rules(tuple(self.devices), privileged=self.privileged, tty=tty_device)
+
     def namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in NAMESPACES if not (ns == "net" and self.network == "host"))
 
     def init_spec(
         self, *, hostname: str, cgroup_join: Sequence[str], cgroup_fd: int | None,
         cgroup_v2_join: str | None, loopback_request: bytes | None,
-        stdio: tuple[int, int, int],
+        stdio: tuple[int, int, int], devices: tuple[DeviceRule, ...] | None,
+        device_cgroup_fd: int | None,
     ) -> InitSpec:
-        """What the container's init (nsutil's spawner) is sent: stdio and cgroup_fd
-        are indexes into the fds that travel with it."""
+        """What the container's init (nsutil's spawner) is sent: stdio, cgroup_fd and
+        device_cgroup_fd are indexes into the fds that travel with it; devices, the
+        rules the spawner's filter holds (v2; None on v1, whose cgroup files do)."""
         return InitSpec(
             argv=tuple(self.argv), env=dict(self.env), cwd=self.workdir, hostname=hostname,
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
@@ -95,6 +106,10 @@ class ContainerSpec:
             harden_mounts=not self.privileged,
             user=None if self.user is None else (self.user[0], self.user[1]), init=self.init,
             seccomp=self.seccomp_profile(),
+            devices=None if devices is None else tuple(
+                (r.kind, -1 if r.major is None else r.major, -1 if r.minor is None else r.minor,
+                 r.access) for r in devices),
+            device_cgroup_fd=device_cgroup_fd,
         )
 
 

@@ -237,11 +237,18 @@ class Supervisor:
 
     async def _start(self, spec: ContainerSpec, cid: str, name: str) -> Container:
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
+        assert self.layout is not None
+        devices = spec.device_rules(_tty_device(spec))
+        # v1: the devices controller's files hold the rules, written with the limits;
+        # v2: a BPF program the spawner attaches to the cgroup (InitSpec.devices).
+        on_v2 = self.layout.kind == "v2"
+        limits = spec.limits if on_v2 or devices is None else dataclasses.replace(
+            spec.limits, devices=devices)
         try:
             # The shared "supervise" parents stay for our lifetime (removed once, at
             # the end), so each container costs one mkdir per hierarchy.
             cgroup = cgroupfs.create_cgroup(
-                cid, limits=spec.limits, parent=self._cgroup_parent, layout=self.layout,
+                cid, limits=limits, parent=self._cgroup_parent, layout=self.layout,
                 remove_parent=False)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
@@ -249,16 +256,24 @@ class Supervisor:
         # On v2 (and a hybrid host's unified tree) the spawner makes PID 1 inside its
         # cgroup (clone3 CLONE_INTO_CGROUP): no migration, so no global lock (and its
         # RCU grace period). PID 1 joins the v1 hierarchies through their tasks files.
-        cgroup_fd = cgroup.open_for_clone()
+        owned: list[int] = []
         try:
             fds, stdio = self._stdio(spec)
+            cgroup_fd = cgroup.open_for_clone()
+            if cgroup_fd is not None:
+                owned.append(cgroup_fd)
+                fds.append(cgroup_fd)
+            device_fd = cgroup.open_device_target() if on_v2 and devices is not None else None
+            if device_fd is not None:
+                owned.append(device_fd)
+                fds.append(device_fd)
             init = spec.init_spec(
                 hostname=spec.hostname or cid, cgroup_join=cgroup.join_files,
-                cgroup_fd=None if cgroup_fd is None else len(fds),
+                cgroup_fd=None if cgroup_fd is None else fds.index(cgroup_fd),
                 cgroup_v2_join=cgroup.v2_join_file, loopback_request=loopback, stdio=stdio,
+                devices=devices if device_fd is not None else None,
+                device_cgroup_fd=None if device_fd is None else fds.index(device_fd),
             )
-            if cgroup_fd is not None:
-                fds.append(cgroup_fd)
             started_at = time.time()
             client, spawned = await self._spawn(cid, init, fds)
         except BaseException:
@@ -267,8 +282,8 @@ class Supervisor:
                 await remove_cgroup(cgroup)
             raise
         finally:
-            if cgroup_fd is not None:
-                os.close(cgroup_fd)
+            for fd in owned:
+                os.close(fd)
         container = Container(cid, name, spec, cgroup, spawned, started_at,
                               on_end=self._container_ended)
         self._containers[cid] = container
@@ -321,3 +336,13 @@ class Supervisor:
     @property
     def containers(self) -> list[Container]:
         return list(self._containers.values())
+
+
+def _tty_device(spec: ContainerSpec) -> int | None:
+    """The device number of a container's terminal (its stdin, with tty=True)."""
+    if not spec.tty or spec.stdin is None or spec.stdin < 0:
+        return None
+    try:
+        return os.fstat(spec.stdin).st_rdev
+    except OSError:
+        return None

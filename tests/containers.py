@@ -63,7 +63,8 @@ def init_spec(**changes: Any) -> InitSpec:
         "namespaces": (), "cgroup_join": (), "cgroup_fd": None, "cgroup_v2_join": None,
         "loopback_request": None,
         "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
-        "harden_mounts": False, "user": None, "init": False, "seccomp": None}
+        "harden_mounts": False, "user": None, "init": False,
+        "devices": None, "device_cgroup_fd": None, "seccomp": None}
     fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
     return InitSpec(**fields)
 

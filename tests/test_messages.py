@@ -124,10 +124,13 @@ def test_init_spec_is_what_the_supervisor_builds() -> None:
     spec = ContainerSpec(["sh", "-c", "true"], env={"A": "1"}, user=(5, 6), init=True)
     made = spec.init_spec(hostname="h", cgroup_join=["/x/tasks"], cgroup_fd=None,
                           cgroup_v2_join="/y/cgroup.procs", loopback_request=b"lo",
-                          stdio=(0, 1, 2))
+                          stdio=(0, 1, 2), devices=spec.device_rules(None),
+                          device_cgroup_fd=3)
     assert isinstance(made, InitSpec)
     assert from_wire(to_wire(made)) == made
     assert made.user == (5, 6) and made.harden_mounts and made.no_new_privs
+    assert made.devices is not None and ("c", 1, 3, "rwm") in made.devices
+    assert ("c", -1, -1, "m") in made.devices  # any: -1 on the wire
 
 
 @pytest.mark.usefixtures("root_only")

@@ -188,7 +188,8 @@ def test_security_opt_values() -> None:
 
 def test_privileged_runs_unconfined_and_init_spec_says_so() -> None:
     common: dict[str, Any] = {"hostname": "h", "cgroup_join": (), "cgroup_fd": None,
-                              "cgroup_v2_join": None,
+                              "cgroup_v2_join": None, "devices": None,
+                              "device_cgroup_fd": None,
                               "loopback_request": None, "stdio": (0, 1, 2)}
     assert ContainerSpec(["true"]).init_spec(**common).seccomp == "default"
     assert ContainerSpec(["true"], seccomp=None).init_spec(**common).seccomp is None

@@ -70,12 +70,15 @@ limit_options = _options(
     click.option("--security-opt", multiple=True, metavar="OPT",
                  help="seccomp=unconfined, seccomp=PROFILE.json (docker's format) or "
                       "no-new-privileges. Repeatable."),
+    click.option("--device", multiple=True, metavar="HOST[:CONTAINER][:rwm]",
+                 help="Let the container use a host device (every other is denied). "
+                      "Repeatable."),
 )
 
 RUN_FIELDS = ("tty", "interactive", "memory", "memory_swap", "cpus", "cpu_shares",
               "cpuset_cpus", "cpuset_mems", "pids_limit", "name", "hostname", "env",
               "env_file", "workdir", "net", "timeout", "stop_timeout", "privileged",
-              "cap_add", "cap_drop", "user", "init", "security_opt")
+              "cap_add", "cap_drop", "user", "init", "security_opt", "device")
 
 
 def run_fields(params: Mapping[str, Any], only_given: Callable[[str], bool] | None = None

@@ -39,6 +39,8 @@ def test_public_names_are_pinned() -> None:
             "cgroup_at",
             "remove_unused_parents",
             "LEAF",
+            "DeviceRule",
+            "parse_device_rule",
             "StatsMode",
             "mount_of",
             "SUPERVISE_DIR",
