@@ -15,6 +15,7 @@ import os
 import platform
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -585,3 +586,64 @@ def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
     finally:
         if pid is not None and not _dead(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- keyrings ---------------------------------------------------------------------------
+# keyctl(2) and add_key(2) by number (no keyutils here): x86_64's, else asm-generic's.
+_X86 = platform.machine() == "x86_64"
+KEYCTL_NR, ADD_KEY_NR = (250, 248) if _X86 else (219, 217)
+
+KEYRING_HOST = f"""
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+description, secret = sys.argv[1].encode(), sys.argv[2].encode()
+# A fresh session keyring of this process's own (the host's stays untouched), holding
+# the secret; it and the key go when the last process holding it (the supervisor) exits.
+session = libc.syscall({KEYCTL_NR}, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING, NULL
+key = libc.syscall({ADD_KEY_NR}, b"user", description, secret, len(secret), ctypes.c_long(-3))
+assert session > 0 and key > 0, ctypes.get_errno()
+print(json.dumps({{"session": session, "key": key}}), flush=True)
+# the key's serial goes last on the container's command line
+os.execv(sys.executable, [sys.executable, "-m", "supervisor", "run", *sys.argv[3:], str(key)])
+"""
+
+KEYRING_CONTAINER = f"""
+import ctypes, errno, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def keyctl(*args):
+    result = libc.syscall({KEYCTL_NR}, *args)
+    return result if result >= 0 else errno.errorcode[ctypes.get_errno()]
+SESSION = ctypes.c_long(-3)  # KEY_SPEC_SESSION_KEYRING
+buffer = ctypes.create_string_buffer(256)
+print(json.dumps({{
+    "session": keyctl(0, SESSION, 0),                                  # GET_KEYRING_ID
+    "search": keyctl(10, SESSION, b"user", sys.argv[1].encode(), 0),   # SEARCH
+    "read": keyctl(11, ctypes.c_long(int(sys.argv[2])), buffer, 256),  # READ by serial
+}}))
+"""
+
+
+@pytest.mark.usefixtures("root_only")
+@pytest.mark.parametrize("flags", [[], ["-u", "65534:65534"], ["--privileged"]],
+                         ids=["root", "nobody", "privileged"])
+def test_the_supervisors_session_keyring_is_out_of_reach(flags: list[str]) -> None:
+    """The supervisor's session keyring holds a secret; the container has a session
+    keyring of its own (an empty one, joined first thing in PID 1), so searching finds
+    nothing and reading the key by its serial is refused: as root, as nobody and
+    privileged alike. (A seccomp filter that denies keyctl, as docker's default does,
+    makes every call EPERM instead; --privileged shows the keyrings apart either way.)"""
+    description = f"supervise-test-{os.urandom(4).hex()}"
+    done = subprocess.run(
+        [PYTHON, "-c", KEYRING_HOST, description, os.urandom(8).hex(), *flags, "--",
+         SYSTEM_PYTHON, "-c", KEYRING_CONTAINER, description],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    host_line, container_line = done.stdout.splitlines()
+    host, got = json.loads(host_line), json.loads(container_line)
+    if got["session"] == "EPERM" and "--privileged" not in flags:  # keyctl denied whole
+        assert got == {"session": "EPERM", "search": "EPERM", "read": "EPERM"}, got
+        return
+    assert isinstance(got["session"], int) and got["session"] != host["session"], (host, got)
+    assert (got["search"], got["read"]) == ("ENOKEY", "EACCES"), got

@@ -56,7 +56,7 @@ def test_the_steps_follow_the_spec_in_order() -> None:
         harden_mounts=True, capabilities=(0, 5), user=(1000, 100), no_new_privs=True,
         cwd="/tmp"), [7, 8], _host(), error_fd=9)
     names = _names(plan)
-    assert names[:5] == ["prctl", "cgroup", "unshare", "loopback", "mount"]
+    assert names[:6] == ["prctl", "keyring", "cgroup", "unshare", "loopback", "mount"]
     order = [names.index(n) for n in ("mount", "hostname", "stdio", "capabilities", "user",
                                       "chdir", "signals", "fds")]
     assert order == sorted(order), names
@@ -81,7 +81,7 @@ def test_the_steps_follow_the_spec_in_order() -> None:
 
 def test_privileged_and_bare_specs_leave_steps_out() -> None:
     plan = _plan.compile_plan(init_spec(), [5], _host(), error_fd=3)
-    assert _names(plan) == ["prctl", "stdio", "stdio", "stdio", "stdio", "signals",
+    assert _names(plan) == ["prctl", "keyring", "stdio", "stdio", "stdio", "stdio", "signals",
                             "signals", "fds"]
     privileged = _plan.compile_plan(_spec(capabilities=None), [5, 6], _host(), error_fd=3)
     assert "capabilities" not in _names(privileged)
