@@ -8,11 +8,13 @@ backend users get from the CLI.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import subprocess
@@ -405,9 +407,7 @@ def test_containment_flags_as_batch_defaults_and_on_jobs_lines(tmp_path: Path) -
 FD_SCRIPT = """
 import json, os
 # listdir holds the directory open while it reads: that fd is the lowest free one.
-fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))
-init = sorted(int(fd) for fd in os.listdir('/proc/1/fd')) if os.getpid() != 1 else None
-print(json.dumps({'fds': fds, 'init': init}))
+print(json.dumps(sorted(int(fd) for fd in os.listdir('/proc/self/fd'))))
 """
 
 
@@ -420,11 +420,18 @@ async def test_the_command_holds_only_stdio() -> None:
         init = await _json_of(sup, FD_SCRIPT, init=True)
         # (the venv's interpreter lives under /root, which nobody may not enter)
         user = await _json_of(sup, FD_SCRIPT, user=(65534, 65534), python=SYSTEM_PYTHON)
+        # Under --init, PID 1 (the reaper) holds nothing of the spawner's either (seen
+        # from here: the command may not look, PID 1 being non-dumpable).
+        reaper = await sup.start(ContainerSpec(["sleep", "30"], init=True))
+        with anyio.fail_after(10):
+            while not any(_comm(c) == "sleep" for c in _children(reaper.pid)):
+                await anyio.sleep(0.01)
+        reaper_fds = sorted(int(fd) for fd in os.listdir(f"/proc/{reaper.pid}/fd"))
+        reaper.kill()
+        await reaper.wait()
     # 0, 1, 2 and, as fd 3, the listing's own directory fd.
-    assert plain == {"fds": [0, 1, 2, 3], "init": None}
-    assert user == {"fds": [0, 1, 2, 3], "init": None}
-    # Under --init, PID 1 (the reaper) holds nothing of the spawner's either.
-    assert init == {"fds": [0, 1, 2, 3], "init": [0, 1, 2]}
+    assert plain == user == init == [0, 1, 2, 3]
+    assert reaper_fds == [0, 1, 2]
 
 
 ORPHANS = """
@@ -647,3 +654,101 @@ def test_the_supervisors_session_keyring_is_out_of_reach(flags: list[str]) -> No
         return
     assert isinstance(got["session"], int) and got["session"] != host["session"], (host, got)
     assert (got["search"], got["read"]) == ("ENOKEY", "EACCES"), got
+
+
+# -- --init: PID 1 is a fork of the spawner --------------------------------------------
+# What a command may learn of its PID 1: its environ, its maps, and its memory, scanned
+# for a secret given in two halves (so that the whole is never in this process's own
+# memory: without --init PID 1 is this very process).
+READ_PID1 = r"""
+import errno, json, os, sys
+halves = [h.encode() for h in sys.argv[1:]]
+def contains(data, first, second):
+    at = data.find(first)
+    while at >= 0:
+        if data[at + len(first):at + len(first) + len(second)] == second:
+            return True
+        at = data.find(first, at + 1)
+    return False
+def found(data):
+    return [contains(data, halves[i], halves[i + 1]) for i in range(0, len(halves), 2)]
+def attempt(read):
+    try:
+        return read()
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+def environ():
+    with open('/proc/1/environ', 'rb') as f:
+        return found(f.read())
+def maps():
+    with open('/proc/1/maps') as f:
+        return [line.split() for line in f]
+def memory():
+    hits = [False] * (len(halves) // 2)
+    with open('/proc/1/mem', 'rb', buffering=0) as mem:
+        for region in regions:
+            if 'r' not in region[1]:
+                continue
+            start, end = (int(x, 16) for x in region[0].split('-'))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, OverflowError):
+                continue
+            hits = [a or b for a, b in zip(hits, found(data))]
+    return hits
+regions = attempt(maps)
+print(json.dumps({'pid': os.getpid(), 'environ': attempt(environ),
+                  'maps': regions if isinstance(regions, str) else len(regions),
+                  'memory': attempt(memory) if not isinstance(regions, str) else regions}))
+"""
+
+
+def _halves() -> tuple[str, str]:
+    return f"S3CRET-{os.urandom(4).hex()}", os.urandom(8).hex()
+
+
+@pytest.mark.usefixtures("root_only")
+@pytest.mark.parametrize("flags", [["--init"], ["--init", "-u", "65534:65534"], []],
+                         ids=["init", "init-nobody", "no-init"])
+def test_no_job_reads_another_jobs_environment_from_its_pid1(
+        tmp_path: Path, flags: list[str]) -> None:
+    """`batch -j 2`: one job holds a secret in its environment and sleeps, the other
+    looks for it in its own PID 1. Under --init, PID 1 is a fork of the spawner, which
+    had both specs (forked together or one after the other): it is non-dumpable, so
+    its environ, maps and memory are refused (EACCES), as root and as nobody. Without
+    --init, PID 1 is the command itself, an image of its own: readable, and the
+    other's secret is not in it."""
+    theirs, mine = _halves(), _halves()
+    one_line = f"import base64; exec(base64.b64decode({base64.b64encode(READ_PID1.encode())!r}))"
+    reader = shlex.join([*flags, "--name", "reader", "-e", f"MINE={''.join(mine)}", "--",
+                         SYSTEM_PYTHON, "-c", one_line, *theirs, *mine])
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"--name holder -e SECRET={''.join(theirs)} -- sleep 30\n{reader}\n")
+    logs = tmp_path / "logs"
+    # The holder is stopped once the reader is done.
+    done = supervise("batch", str(jobs), "-j", "2", "--no-live", "--logs", str(logs),
+                     "--halt", "now,done=1")
+    assert done.returncode == 1, done.stderr  # the holder was cancelled
+    got = json.loads((logs / "reader.out").read_text())
+    if "--init" in flags:
+        assert got["pid"] != 1
+        assert (got["environ"], got["maps"], got["memory"]) == ("EACCES",) * 3, got
+    else:
+        assert got["pid"] == 1
+        assert got["environ"] == [False, True]  # its own environment, not the holder's
+        assert isinstance(got["maps"], int) and got["memory"] == [False, True], got
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_ptrace_capable_command_reads_its_init(tmp_path: Path) -> None:
+    """What makes the test above pass is PID 1's non-dumpable flag, not the reader:
+    given CAP_SYS_PTRACE (as docker's --privileged gives it), the command may read its
+    PID 1 again, and finds its own secret there, in the spawner's image."""
+    mine = _halves()
+    done = supervise("run", "--init", "--cap-add", "SYS_PTRACE", "-e", f"MINE={''.join(mine)}",
+                     "--", SYSTEM_PYTHON, "-c", READ_PID1, *mine)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["environ"] == [False] and isinstance(got["maps"], int), got
+    assert got["memory"] == [True], got
