@@ -24,7 +24,8 @@ from nsutil._messages import (
     Started,
     StepReport,
 )
-from nsutil.spawner import step_report
+from nsutil.spawner import TICK_NS, start_ticks, step_report
+from supervisor._state import process_start_ticks
 
 from .containers import init_spec, send_spawn, spawner_message, spawner_process
 
@@ -281,6 +282,36 @@ def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) 
         assert len(set(started.values())) == count
 
 
+def test_start_ticks_from_the_clock_around_the_fork_or_from_proc() -> None:
+    ticks = process_start_ticks(os.getpid())
+    assert ticks is not None
+    assert start_ticks(os.getpid(), ticks * TICK_NS, ticks * TICK_NS + TICK_NS - 1) == ticks
+    # across a tick's edge, /proc says (here: this very process's start, long ago)
+    assert start_ticks(os.getpid(), 5 * TICK_NS - 1, 5 * TICK_NS) == ticks
+    assert start_ticks(2**22 + 1, 5 * TICK_NS - 1, 5 * TICK_NS) is None  # no such pid
+
+
+@pytest.mark.usefixtures("root_only")
+def test_the_spawner_reports_each_pid_1s_start_time() -> None:
+    """As /proc/PID/stat gives it, for forks within a tick and across one alike (60
+    forks of a millisecond or so cross a few)."""
+    count = 60
+    with spawner_process() as (ours, _spawner):
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for i in range(count):
+            send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"], namespaces=["pid"]),
+                       [devnull])
+        os.close(devnull)
+        reported: dict[int, int | None] = {}
+        while len(reported) < count:
+            message, fds = spawner_message(ours)
+            for fd in fds:
+                os.close(fd)
+            assert isinstance(message, Started), message
+            reported[message.pid] = message.start_ticks
+        assert reported == {pid: process_start_ticks(pid) for pid in reported}
+
+
 def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
     """Containers forked in one group inherit each other's error pipes until they
     exec: reading a dead child's report must not wait for EOF."""
@@ -336,7 +367,8 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         message, got = spawner_message(ours)
         for fd in got:
             os.close(fd)
-        assert message == Started(id="x", pid=pid)
+        assert isinstance(message, Started) and (message.id, message.pid) == ("x", pid)
+        assert message.start_ticks == process_start_ticks(pid)
         _pid, status = os.waitpid(pid, 0)
         report = read_report_of(entry)
         assert os.waitstatus_to_exitcode(status) == 125

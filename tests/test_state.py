@@ -115,6 +115,7 @@ async def test_a_running_container_is_announced(tmp_path: Path) -> None:
                                                   limits=Limits(memory_bytes=64 << 20)))
         (state,) = read_states(str(tmp_path))
         assert (state.id, state.name, state.pid) == (container.id, "announced", container.pid)
+        assert state.pid_start_ticks == process_start_ticks(container.pid) is not None
         assert state.supervisor_pid == os.getpid() and supervisor_alive(state)
         assert state.limits == {"memory_bytes": 64 << 20}
         assert sorted(state.cgroup_paths) == sorted(container.cgroup.paths)
