@@ -10,6 +10,12 @@ jobs. A journal grown past COMPACT_BYTES and twice its live entries is rewritten
 with only those (atomically, by rename); one with no live entry left is removed.
 A container whose supervisor has died (its pid is gone, or was reused: the start
 time differs) is stale.
+
+The directory is root's alone (0700, tightened if an older supervise made it 0755):
+no other user, and no container running as one, may read what runs or write a line
+that gc, kill or stop would act on. (Root in a container may still reach it while
+the container sees the host's files: what the lines say is checked before anything
+is done, see _control and _gc.)
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import SuperviseError
+
 DEFAULT_STATE_DIR = "/run/supervise"
 JOURNAL_SUFFIX = ".journal"
 COMPACT_BYTES = 256 * 1024
@@ -28,6 +36,14 @@ COMPACT_BYTES = 256 * 1024
 
 def state_dir() -> str:
     return os.environ.get("SUPERVISE_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def private_dir(path: str) -> None:
+    """Make path a directory only its owner may enter (0700), or tighten it to that if
+    it is looser (an older supervise made its directories 0755)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)  # the mode applies to path alone
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 def cache_dir() -> str:
@@ -100,6 +116,7 @@ class Journal:
         self.directory = directory or state_dir()
         self.path = os.path.join(self.directory, key + JOURNAL_SUFFIX)
         self._fd: int | None = None
+        self._private = False  # the directory made (or checked) 0700
         self._live: dict[str, bytes] = {}  # id -> its "+" line
         self._size = 0
         self._live_size = 0  # bytes of the live entries' lines
@@ -107,11 +124,14 @@ class Journal:
     def _open(self) -> int:
         if self._fd is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            if not self._private:  # once per supervisor: a mkdir, a stat
+                private_dir(self.directory)
+                self._private = True
             try:
-                self._fd = os.open(self.path, flags, 0o644)
-            except FileNotFoundError:  # the first supervisor on this host (or since a reboot)
-                os.makedirs(self.directory, mode=0o755, exist_ok=True)
-                self._fd = os.open(self.path, flags, 0o644)
+                self._fd = os.open(self.path, flags, 0o600)
+            except FileNotFoundError:  # removed meanwhile (by hand)
+                private_dir(self.directory)
+                self._fd = os.open(self.path, flags, 0o600)
         return self._fd
 
     def _append(self, line: bytes) -> None:
@@ -141,7 +161,7 @@ class Journal:
     def _compact(self) -> None:
         body = b"".join(self._live.values())
         temporary = f"{self.path}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, body)
         finally:
@@ -188,6 +208,8 @@ def _journals(directory: str) -> list[str]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
+    except PermissionError as exc:
+        raise SuperviseError(f"reading {directory}: {exc.strerror} (it is root's)") from exc
     return [os.path.join(directory, n) for n in names if n.endswith(JOURNAL_SUFFIX)]
 
 
@@ -258,7 +280,8 @@ def claim_name(name: str, cid: str, supervisor_pid: int, supervisor_ticks: int |
         except FileExistsError:
             pass
         except FileNotFoundError:  # no names/ yet, or the last release just removed it
-            os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+            private_dir(os.path.dirname(os.path.dirname(link)))  # the state directory
+            private_dir(os.path.dirname(link))
             continue
         try:
             holder = os.readlink(link)

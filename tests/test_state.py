@@ -178,3 +178,50 @@ def test_compaction_stays_linear_when_many_are_live(
         journal.remove(f"c{i:03}")
     journal.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_state_directory_is_roots_alone(tmp_path: Path) -> None:
+    """Made 0700, or tightened to it (an older supervise made it 0755); journals 0600."""
+    fresh = tmp_path / "fresh"
+    journal = Journal(str(fresh), "1-2-aaaaaa")
+    journal.add(_state("a1", "one"))
+    assert (fresh.stat().st_mode & 0o777, Path(journal.path).stat().st_mode & 0o777) == (
+        0o700, 0o600)
+    journal.remove("a1")
+    journal.close()
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    journal = Journal(str(loose), "1-2-bbbbbb")
+    journal.add(_state("b2", "two"))
+    assert loose.stat().st_mode & 0o777 == 0o700
+    journal.remove("b2")
+    journal.close()
+    # a name claimed before any journal was written makes both directories 0700
+    named = tmp_path / "named"
+    state_module.claim_name("web", "abc123def456", os.getpid(), None, str(named))
+    assert [p.stat().st_mode & 0o777 for p in (named, named / "names")] == [0o700, 0o700]
+    state_module.release_name("web", "abc123def456", str(named))
+
+
+def test_the_cache_directory_is_roots_alone(tmp_path: Path) -> None:
+    from supervisor._loopback import loopback_up_request
+
+    fresh = tmp_path / "cache"
+    loopback_up_request(str(fresh))
+    (cached,) = fresh.iterdir()
+    assert (fresh.stat().st_mode & 0o777, cached.stat().st_mode & 0o777) == (0o700, 0o600)
+    fresh.chmod(0o755)
+    loopback_up_request(str(fresh))  # read from the cache, and the directory tightened
+    assert fresh.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_unreadable_state_directory_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor._errors import SuperviseError
+
+    def refuse(path: str) -> list[str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(state_module.os, "listdir", refuse)
+    with pytest.raises(SuperviseError, match=r"^reading /x: Permission denied \(it is root's\)$"):
+        read_states("/x")
