@@ -610,6 +610,13 @@ def test_a_container_dies_with_its_spawner(spec: dict[str, Any]) -> None:
 _X86 = platform.machine() == "x86_64"
 KEYCTL_NR, ADD_KEY_NR = (250, 248) if _X86 else (219, 217)
 
+def _need_keyrings() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    if libc.syscall(KEYCTL_NR, 0, ctypes.c_long(-3), 0) < 0 and ctypes.get_errno() == errno.ENOSYS:
+        pytest.skip("a kernel without keyrings")
+
+
 KEYRING_HOST = f"""
 import ctypes, json, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -642,6 +649,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("flags", [[], ["-u", "65534:65534"], ["--privileged"]],
                          ids=["root", "nobody", "privileged"])
@@ -651,6 +659,7 @@ def test_the_supervisors_session_keyring_is_out_of_reach(flags: list[str]) -> No
     nothing and reading the key by its serial is refused: as root, as nobody and
     privileged alike. (A seccomp filter that denies keyctl, as docker's default does,
     makes every call EPERM instead; --privileged shows the keyrings apart either way.)"""
+    _need_keyrings()
     description = f"supervise-test-{os.urandom(4).hex()}"
     done = subprocess.run(
         [PYTHON, "-c", KEYRING_HOST, description, os.urandom(8).hex(), *flags, "--",
@@ -675,6 +684,7 @@ print(json.dumps(found if found >= 0 else errno.errorcode[ctypes.get_errno()]))
 """
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize(("flags", "reaches"), [
     pytest.param([], False, marks=pytest.mark.xfail(
@@ -687,6 +697,7 @@ print(json.dumps(found if found >= 0 else errno.errorcode[ctypes.get_errno()]))
 def test_roots_user_keyring(flags: list[str], reaches: bool) -> None:
     """Not the session keyring: the per-uid user keyring, which a session keyring of the
     container's own does not hide (root inside can link it and read its keys)."""
+    _need_keyrings()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     ours = libc.syscall(KEYCTL_NR, 0, ctypes.c_long(-4), 0)
@@ -751,6 +762,7 @@ def _halves() -> tuple[str, str]:
     return f"S3CRET-{os.urandom(4).hex()}", os.urandom(8).hex()
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("flags", [["--init"], ["--init", "-u", "65534:65534"], []],
                          ids=["init", "init-nobody", "no-init"])
@@ -783,6 +795,7 @@ def test_no_job_reads_another_jobs_environment_from_its_pid1(
         assert isinstance(got["maps"], int) and got["memory"] == [False, True], got
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("flags", [["--cap-add", "SYS_PTRACE"], ["--privileged"]],
                          ids=["sys-ptrace", "privileged"])
@@ -823,6 +836,7 @@ _NO_FILESYSTEM_VIEW = pytest.mark.xfail(
     "(test_ps_kill_stop_gc: forged records), and --privileged is to loosen nothing here")
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("flags", [
     pytest.param([], marks=_NO_FILESYSTEM_VIEW),

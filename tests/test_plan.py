@@ -291,25 +291,42 @@ def test_start_ticks_from_the_clock_around_the_fork_or_from_proc() -> None:
     assert start_ticks(2**22 + 1, 5 * TICK_NS - 1, 5 * TICK_NS) is None  # no such pid
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 def test_the_spawner_reports_each_pid_1s_start_time() -> None:
     """As /proc/PID/stat gives it, for forks within a tick and across one alike (60
-    forks of a millisecond or so cross a few)."""
+    forks of a millisecond or so cross a few); on v2, for clone3 into a cgroup too."""
+    import cgroupfs
+
     count = 60
-    with spawner_process() as (ours, _spawner):
-        devnull = os.open("/dev/null", os.O_RDWR)
-        for i in range(count):
-            send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"], namespaces=["pid"]),
-                       [devnull])
-        os.close(devnull)
-        reported: dict[int, int | None] = {}
-        while len(reported) < count:
-            message, fds = spawner_message(ours)
-            for fd in fds:
-                os.close(fd)
-            assert isinstance(message, Started), message
-            reported[message.pid] = message.start_ticks
-        assert reported == {pid: process_start_ticks(pid) for pid in reported}
+    layout = cgroupfs.detect_layout()
+    cgroup = cgroupfs.create_cgroup(f"ticks{os.getpid()}") if layout.kind == "v2" else None
+    try:
+        with spawner_process() as (ours, _spawner):
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for i in range(count):
+                if cgroup is None:
+                    send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"],
+                                                        namespaces=["pid"]), [devnull])
+                    continue
+                directory = os.open(cgroup.paths[0], os.O_RDONLY | os.O_DIRECTORY)
+                send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"], namespaces=["pid"],
+                                                    cgroup_fd=1), [devnull, directory])
+                os.close(directory)
+            os.close(devnull)
+            reported: dict[int, int | None] = {}
+            while len(reported) < count:
+                message, fds = spawner_message(ours)
+                for fd in fds:
+                    os.close(fd)
+                assert isinstance(message, Started), message
+                reported[message.pid] = message.start_ticks
+            assert reported == {pid: process_start_ticks(pid) for pid in reported}
+            if cgroup is not None:
+                assert sorted(cgroup.pids()) == sorted(reported)  # born there: clone3
+    finally:
+        if cgroup is not None:
+            cgroup.destroy()
 
 
 def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:

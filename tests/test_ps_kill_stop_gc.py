@@ -545,6 +545,7 @@ def _forge(state_dir: Path, records: list[dict[str, Any]], extra: bytes = b"") -
 
 
 @needs_root
+@pytest.mark.cgroup_v2
 def test_forged_records_make_gc_kill_and_stop_touch_no_host_process(host: Host) -> None:
     """Records of every shape a container could append: gc (explicit, and run's own)
     leaves the host process and its cgroup alone, and kill and stop refuse each record,
@@ -608,6 +609,7 @@ def test_forged_records_make_gc_kill_and_stop_touch_no_host_process(host: Host) 
 
 
 @needs_root
+@pytest.mark.cgroup_v2
 def test_a_forged_end_and_a_dead_supervisors_copy_leave_a_live_container_alone(
         host: Host) -> None:
     """A container's record struck from its live supervisor's journal, and a copy that
