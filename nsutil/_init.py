@@ -10,8 +10,8 @@ Containment, as the `InitSpec` says: harden_mounts makes /sys read-only and mask
 /proc as docker does; capabilities (the numbers to keep) trims the bounding set and
 sets the process's sets; user (uid, gid) switches to that user with no
 supplementary groups; no_new_privs sets PR_SET_NO_NEW_PRIVS; init keeps this
-process as a minimal PID 1 (reaps orphans, forwards signals; non-dumpable, so the
-command cannot read the spawner's image it keeps) and runs the command in a child.
+process as a minimal PID 1 (reaps orphans, forwards signals) and runs the command
+in a child.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from ._plan import Failure, Step
 
-PR_SET_DUMPABLE = 4
 EXIT_SETUP_FAILED = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -123,14 +122,11 @@ def _run_under_init(plan: Plan) -> NoReturn:
 
     This process is a fork of the spawner and keeps its image: the specs (environment
     included) of the containers forked with this one, and whatever else the spawner's
-    heap still holds. So it is made non-dumpable before the command exists: then its
-    memory, environ, maps and fds (/proc/1/mem...) are closed to the command, which
-    lacks CAP_SYS_PTRACE, root or not, and no core of it is written. (The command's
-    exec makes the command dumpable again, with an image of its own.)"""
-    try:
-        _libc.prctl(PR_SET_DUMPABLE, 0)
-    except OSError as exc:
-        raise _step("init", exc, "making the init non-dumpable") from exc
+    heap still holds; it cannot unmap or scrub that. So the plan made it non-dumpable
+    before the command exists (`_plan`): its memory, environ, maps and fds are closed
+    to the command, which lacks CAP_SYS_PTRACE, root or not, and no core of it is
+    written. (The command's exec makes the command dumpable again, with an image of
+    its own.) Its fds are closed below."""
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:

@@ -65,6 +65,7 @@ _NLMSG_ERROR = 2
 _TIOCSCTTY = 0x540E
 _SYS_KEYCTL = 250 if os.uname().machine == "x86_64" else 219  # 219: asm-generic's (aarch64)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
+_PR_SET_DUMPABLE = 4
 _HIDDEN = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
 
 # A zeroed struct sigaction is SIG_DFL with an empty mask and no flags, whatever the
@@ -204,6 +205,9 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     if cwd:
         steps.append((libc.chdir, (os.fsencode(cwd),),
                       ("chdir", f"working directory {cwd!r}", FATAL, None)))
+    if spec.init:  # the reaper keeps the spawner's image (_init): no command may read it
+        steps.append((libc.prctl, (_PR_SET_DUMPABLE, 0, 0, 0, 0),
+                      ("prctl", "making the init non-dumpable", FATAL, None)))
     steps.extend(host.cached("final", lambda: _final_steps(host)))
     return Plan(tuple(steps), candidates, argv_array, envp_array, argv[0], spec.init, spec.tty)
 
@@ -323,6 +327,15 @@ def _final_steps(host: Host) -> list[Step]:
     return steps
 
 
+def join_cgroup(path: bytes) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    return 0
+
+
 def join_new_session_keyring() -> int:
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new, empty, anonymous session keyring
     (no libkeyutils). A kernel without keyrings (ENOSYS) has none to share."""
@@ -332,15 +345,6 @@ def join_new_session_keyring() -> int:
     if err == errno.ENOSYS:
         return 0
     raise OSError(err, os.strerror(err))
-
-
-def join_cgroup(path: bytes) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, b"0")
-    finally:
-        os.close(fd)
-    return 0
 
 
 def bring_loopback_up(request: bytes, reply: Any) -> int:

@@ -88,6 +88,21 @@ def test_privileged_and_bare_specs_leave_steps_out() -> None:
     assert "loopback" not in _names(privileged)  # no request given
 
 
+def test_an_init_is_non_dumpable_from_after_its_user_switch() -> None:
+    """A credential change may make a process dumpable again (suid_dumpable): the step
+    comes after the user switch, and before the steps a seccomp filter follows."""
+    dumpable = ("prctl", "making the init non-dumpable", _plan.FATAL, None)
+    init = _plan.compile_plan(_spec(init=True, user=(1000, 100), capabilities=(0,),
+                                    no_new_privs=True), [5, 6], _host(), error_fd=3)
+    failures = [f for _fn, _args, f in init.steps]
+    assert failures.count(dumpable) == 1
+    at = failures.index(dumpable)
+    assert _names(init)[at - 1] == "prctl" and _names(init)[at + 1] == "signals"  # re-armed
+    assert max(i for i, f in enumerate(failures) if f[0] == "user") < at
+    plain = _plan.compile_plan(_spec(), [5, 6], _host(), error_fd=3)
+    assert dumpable not in [f for _fn, _args, f in plain.steps]
+
+
 def test_a_host_without_a_path_gets_no_step_for_it() -> None:
     bare = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], _host(readonly=(), masked=()),
                               error_fd=3)
