@@ -14,20 +14,23 @@ from ._batch import BatchJob
 from ._errors import JobsFileError, UsageError
 from ._host import read_host_file
 from ._jobs import Job
-from ._options import HostFacts, RunOptions, build_spec, parse_user
-from ._privileges import Grant, beyond, grant_of
+from ._options import HostFacts, RunOptions, build_spec
+from ._privileges import PRIVILEGE_OPTIONS, Grant, beyond, grant_of
 from ._schedule import Admission
 from ._units import format_bytes
 
 __all__ = ["batch_grant", "check_jobs"]
 
 
-def batch_grant(defaults: RunOptions, read_file: Callable[[str], str] = read_host_file
-                ) -> Grant:
-    """What the batch's own flags grant its jobs (the ceiling of check_jobs); UsageError
-    for a bad -u or capability among them."""
-    user = parse_user(defaults.user, read_file) if defaults.user is not None else None
-    return grant_of(defaults, None if user is None else (user.uid, user.gid))
+def batch_grant(defaults: RunOptions, host: HostFacts,
+                read_file: Callable[[str], str] = read_host_file) -> Grant:
+    """What the batch's own flags grant its jobs (the ceiling of check_jobs): the grant
+    of a spec made of its privilege options alone (its other flags may need a line's to
+    make sense: --memory-swap without -m). UsageError for a bad value among them."""
+    privilege = {f: getattr(defaults, f) for f in PRIVILEGE_OPTIONS if hasattr(defaults, f)}
+    alone = dataclasses.replace(type(defaults)(), **privilege)
+    return grant_of(build_spec(["true"], alone, host, default_hostname="batch",
+                               read_file=read_file))
 
 
 def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admission, *,
@@ -46,7 +49,7 @@ def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admis
             errors.append(f"{path}:{job.line}: {exc}")
             continue
         if ceiling is not None:
-            extra = beyond(ceiling, grant_of(job.options, spec.user), job.options)
+            extra = beyond(ceiling, grant_of(spec), job.options)
             if extra:
                 verb = "needs" if len(extra) == 1 else "need"
                 errors.append(f"{path}:{job.line}: {' and '.join(extra)} {verb} "

@@ -2,33 +2,42 @@
 
 `supervise batch -u 65534:65534 jobs.txt` runs every job as nobody: a line may change
 its own options, but not past what the batch's own flags grant, unless the batch was
-started with --allow-privileged-jobs. Past them is:
+started with --allow-privileged-jobs. Both are judged by the specs they make (so
+`-u nobody` and `-u 65534:65534` are one user, and a --cap-drop is weighed with the
+--cap-add beside it). Past the batch's is:
 
 - --privileged, where the batch's containers are not;
-- a capability the batch's containers lack (--cap-add, or a --cap-drop of its own that
-  drops less than the batch's);
-- --security-opt values other than the batch's (they may loosen as well as tighten),
-  and a --device the batch lacks, unless the batch is privileged;
+- a capability the batch's containers lack (--cap-add, or a line's own --cap-drop,
+  which replaces the batch's, dropping less);
+- a seccomp filter other than the batch's, unless the batch runs unconfined (a
+  line may not trade the batch's profile for its own, or for none), and dropping the
+  batch's no-new-privileges; a --device the batch lacks, unless it is privileged;
 - --net host, where the batch's containers have a network of their own;
 - a user (uid or gid) other than the batch's, unless the batch runs as root able to
   become anyone (uid 0 with SETUID and SETGID, or privileged): a batch as nobody
   forbids -u 0, -u root and -u nobody:0 alike.
 
---security-opt and --device are read by option name, when RunOptions has them.
+The spec's seccomp, no_new_privileges and devices are read by name, where
+ContainerSpec has them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nsutil import _caps
 
 from ._options import RunOptions, parse_capabilities
+from ._spec import ContainerSpec
 
-__all__ = ["Grant", "beyond", "grant_of"]
+__all__ = ["PRIVILEGE_OPTIONS", "Grant", "beyond", "grant_of"]
 
-_EVERY_CAPABILITY = frozenset(_caps.CAPABILITIES)
-_SWITCH_USER = frozenset({"SETUID", "SETGID"})
+#: the RunOptions fields that bear on privilege (those RunOptions has are used)
+PRIVILEGE_OPTIONS = ("privileged", "cap_add", "cap_drop", "user", "net", "security_opt",
+                     "devices", "device")
+_EVERY_CAPABILITY = frozenset(range(len(_caps.CAPABILITIES)))
+_SWITCH_USER = frozenset({_caps.CAP_NUMBER["SETUID"], _caps.CAP_NUMBER["SETGID"]})
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,11 @@ class Grant:
     """What a container may do, as far as privilege goes."""
 
     privileged: bool
-    capabilities: frozenset[str]  # the names it keeps (every one, privileged)
+    capabilities: frozenset[int]  # the numbers it keeps (every one, privileged)
     user: tuple[int, int]  # (0, 0) without -u
     net_host: bool
-    security_opt: frozenset[str]
+    seccomp: object  # the filter it runs under (None: unconfined, privileged too)
+    no_new_privs: bool
     devices: frozenset[str]
 
     @property
@@ -47,58 +57,57 @@ class Grant:
         return self.user[0] == 0 and (self.privileged or self.capabilities >= _SWITCH_USER)
 
 
-def _values(options: RunOptions, *fields: str) -> frozenset[str]:
-    """A repeatable option's values, by field name (those RunOptions may not have yet)."""
-    for name in fields:
-        values = getattr(options, name, None)
-        if values is not None:
-            return frozenset(str(v) for v in values)
-    return frozenset()
+def grant_of(spec: ContainerSpec) -> Grant:
+    kept = spec.capabilities()
+    return Grant(
+        privileged=spec.privileged,
+        capabilities=_EVERY_CAPABILITY if kept is None else frozenset(kept),
+        user=spec.user or (0, 0), net_host=spec.network == "host",
+        seccomp=None if spec.privileged else getattr(spec, "seccomp", None),
+        no_new_privs=not spec.privileged or bool(getattr(spec, "no_new_privileges", False)),
+        devices=frozenset(str(d) for d in getattr(spec, "devices", ())))
 
 
-def grant_of(options: RunOptions, user: tuple[int, int] | None) -> Grant:
-    """The Grant of a container with these options, running as user (resolved from
-    options.user by the caller: None is root). UsageError for an unknown capability."""
-    if options.privileged:
-        capabilities = _EVERY_CAPABILITY
-    else:
-        kept = _caps.effective_set(parse_capabilities("--cap-add", options.cap_add),
-                                   parse_capabilities("--cap-drop", options.cap_drop))
-        capabilities = frozenset(_caps.CAPABILITIES[n] for n in kept)
-    return Grant(privileged=options.privileged, capabilities=capabilities,
-                 user=(0, 0) if user is None else user, net_host=options.net == "host",
-                 security_opt=_values(options, "security_opt", "security_opts"),
-                 devices=_values(options, "devices", "device"))
-
-
-def _names(names: frozenset[str]) -> str:
-    shown = sorted(names, key=_caps.CAPABILITIES.index)
+def _names(numbers: Iterable[int]) -> str:
+    shown = [_caps.CAPABILITIES[n] for n in sorted(numbers)]
     if len(shown) <= 4:
         return ",".join(shown)
     return f"{','.join(shown[:3])},+{len(shown) - 3} more"
 
 
+def _given(options: RunOptions, *fields: str) -> str:
+    """A repeatable option's values as given, by field name."""
+    for name in fields:
+        values = getattr(options, name, None)
+        if values:
+            return ",".join(str(v) for v in values)
+    return "(none)"
+
+
 def beyond(batch: Grant, line: Grant, options: RunOptions) -> list[str]:
-    """What the line (with these options, the batch's merged with its own) asks for
-    that the batch does not grant, each as the flag that asks for it; [] if nothing."""
+    """What the line (its grant; its options, the batch's with its own over them, for
+    the messages) asks for that the batch does not grant, each as the flag that asks
+    for it; [] if nothing."""
     found: list[str] = []
     if line.privileged and not batch.privileged:
         found.append("--privileged")
     gained = line.capabilities - batch.capabilities
     if gained and not line.privileged:
-        added = frozenset(parse_capabilities("--cap-add", options.cap_add))
+        added = parse_capabilities("--cap-add", options.cap_add)
         if _caps.ALL in added:
             found.append(f"--cap-add {_caps.ALL}")
-        elif gained <= added:
+        elif gained <= {_caps.CAP_NUMBER[name] for name in added}:
             found.append(f"--cap-add {_names(gained)}")
         else:
-            found.append(f"--cap-drop {','.join(options.cap_drop) or '(none)'} (it keeps "
+            found.append(f"--cap-drop {_given(options, 'cap_drop')} (it keeps "
                          f"{_names(gained)}, which the batch drops)")
-    if not batch.privileged:
-        if line.security_opt != batch.security_opt:
-            found.append(f"--security-opt {','.join(sorted(line.security_opt)) or '(none)'}")
-        if line.devices - batch.devices:
-            found.append(f"--device {','.join(sorted(line.devices - batch.devices))}")
+    security = _given(options, "security_opt")
+    if batch.seccomp is not None and line.seccomp != batch.seccomp and not line.privileged:
+        found.append(f"--security-opt {security}")
+    elif batch.no_new_privs and not line.no_new_privs and batch.privileged:
+        found.append("--security-opt without the batch's no-new-privileges")
+    if not batch.privileged and line.devices - batch.devices:
+        found.append(f"--device {','.join(sorted(line.devices - batch.devices))}")
     if line.net_host and not batch.net_host:
         found.append("--net host")
     if line.user != batch.user and not batch.may_become_anyone:

@@ -340,7 +340,7 @@ def _check_jobs_file(text: str) -> None:
         assert 1 <= job.line <= lines_in_file, (job, text)
         assert raw_lines[job.line - 1].strip(" \t\r"), (job, text)
         assert job.argv and all(isinstance(word, str) for word in job.argv)
-    nobody = batch_grant(RunOptions(user="65534:65534"))
+    nobody = batch_grant(RunOptions(user="65534:65534"), host)
     for admission, ceiling in ((Admission(max_jobs=4), None),
                                (Admission(max_jobs=4, memory_budget=1 << 30), nobody)):
         try:

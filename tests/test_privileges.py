@@ -19,7 +19,7 @@ from supervisor._errors import JobsFileError
 from supervisor._jobs import merge_options, parse_jobs
 from supervisor._jobs_check import batch_grant, check_jobs
 from supervisor._options import HostFacts, RunOptions, build_spec
-from supervisor._privileges import beyond, grant_of
+from supervisor._privileges import Grant, beyond, grant_of
 from supervisor._schedule import Admission
 from supervisor._spec import ContainerSpec
 from supervisor.cli._flags import parse_job_options
@@ -42,7 +42,7 @@ def _files(path: str) -> str:
 def _decide(batch: RunOptions, given: dict[str, Any]) -> list[str]:
     line = merge_options(batch, given)
     spec = build_spec(["true"], line, HOST, default_hostname="x", read_file=_files)
-    return beyond(batch_grant(batch, _files), grant_of(line, spec.user), line)
+    return beyond(batch_grant(batch, HOST, _files), grant_of(spec), line)
 
 
 NOBODY = RunOptions(user="65534:65534")
@@ -92,23 +92,50 @@ def test_what_a_line_may_not_ask_for(batch: RunOptions, given: dict[str, Any],
     assert _decide(batch, given) == found
 
 
+def test_the_batchs_other_flags_do_not_matter() -> None:
+    """Its grant is of its privilege flags alone: --memory-swap without -m (each line
+    gives -m) makes no spec, and need not."""
+    batch = RunOptions(user="65534:65534", memory_swap="1g")
+    assert _decide(batch, {"memory": "512m"}) == []
+    assert _decide(batch, {"memory": "512m", "user": "0"}) == ["-u 0"]
+
+
 @dataclasses.dataclass(frozen=True)
-class _Later(RunOptions):
-    """RunOptions with the fields another change adds (read by name)."""
+class _LaterSpec(ContainerSpec):
+    """A ContainerSpec with what another change adds (read by name)."""
 
+    seccomp: str | None = "default"
+    no_new_privileges: bool = False
+    devices: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _LaterOptions(RunOptions):
     security_opt: Sequence[str] = ()
-    devices: Sequence[str] = ()
 
 
-def test_security_opt_and_device_by_option_name() -> None:
-    strict = _Later(user="65534:65534", security_opt=("seccomp=strict.json",),
-                    devices=("/dev/fuse",))
-    assert _decide(strict, {}) == []
-    assert _decide(strict, {"devices": ("/dev/fuse",)}) == []
-    assert _decide(strict, {"security_opt": ("seccomp=unconfined",)}) == [
-        "--security-opt seccomp=unconfined"]
-    assert _decide(strict, {"devices": ("/dev/fuse", "/dev/sda")}) == ["--device /dev/sda"]
-    assert _decide(_Later(privileged=True), {"security_opt": ("x",), "devices": ("/d",)}) == []
+def _grant(**spec: Any) -> Grant:
+    return grant_of(_LaterSpec(["true"], **spec))
+
+
+def test_seccomp_no_new_privileges_and_devices_by_name() -> None:
+    nobody = {"user": (65534, 65534)}
+    strict = _grant(seccomp="strict profile", devices=("/dev/fuse",), **nobody)
+    line = _LaterOptions(security_opt=("seccomp=mine.json",))
+    assert beyond(strict, _grant(seccomp="strict profile", **nobody), line) == []
+    assert beyond(strict, _grant(seccomp="default", **nobody), line) == [
+        "--security-opt seccomp=mine.json"]  # the builtin may be looser than the batch's
+    assert beyond(strict, _grant(seccomp=None, **nobody), line) == [
+        "--security-opt seccomp=mine.json"]
+    assert beyond(strict, _grant(seccomp="strict profile", devices=("/dev/fuse", "/dev/sda"),
+                                 **nobody), RunOptions()) == ["--device /dev/sda"]
+    unconfined = _grant(seccomp=None)
+    assert beyond(unconfined, _grant(seccomp="default"), line) == []  # tighter is fine
+    assert beyond(unconfined, _grant(seccomp="anything"), line) == []
+    privileged = _grant(privileged=True, no_new_privileges=True)
+    assert beyond(privileged, _grant(privileged=True, devices=("/dev/x",)), line) == [
+        "--security-opt without the batch's no-new-privileges"]
+    assert beyond(privileged, _grant(privileged=True, no_new_privileges=True), line) == []
 
 
 # -- the decision against an oracle over the specs themselves ---------------------------
@@ -146,7 +173,7 @@ def test_the_decision_is_the_oracles(batch_given: dict[str, Any],
     line = merge_options(batch, line_given)
     batch_spec = build_spec(["true"], batch, HOST, default_hostname="x", read_file=_files)
     line_spec = build_spec(["true"], line, HOST, default_hostname="x", read_file=_files)
-    found = beyond(batch_grant(batch, _files), grant_of(line, line_spec.user), line)
+    found = beyond(batch_grant(batch, HOST, _files), grant_of(line_spec), line)
     assert bool(found) == _exceeds(batch_spec, line_spec), (batch, line, found)
     assert all(f.startswith(("--privileged", "--cap-add ", "--cap-drop ", "--net host", "-u "))
                for f in found)
@@ -170,7 +197,7 @@ def test_every_offending_line_is_reported_at_once() -> None:
     admission = Admission(max_jobs=2)
     with pytest.raises(JobsFileError) as caught:
         check_jobs(jobs, "jobs.txt", HOST, admission, read_file=_files,
-                   ceiling=batch_grant(defaults, _files))
+                   ceiling=batch_grant(defaults, HOST, _files))
     assert caught.value.exit_code == 2
     assert caught.value.errors == [
         "jobs.txt:2: --privileged and -u 0 need --allow-privileged-jobs",

@@ -85,7 +85,7 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
     ceiling = None  # a line may not ask for more than the batch's own flags grant...
     if not options.allow_privileged_jobs:  # ...unless this says so
         try:
-            ceiling = batch_grant(options.defaults)
+            ceiling = batch_grant(options.defaults, host)
         except UsageError as exc:
             raise BatchUsageError(str(exc)) from exc
     jobs = check_jobs(parse_jobs(text, shown, defaults=options.defaults,
