@@ -118,20 +118,26 @@ def _grant(**spec: Any) -> Grant:
     return grant_of(_LaterSpec(["true"], **spec))
 
 
+# profiles in docker's format (a ContainerSpec that has seccomp checks them)
+STRICT = ('{"defaultAction": "SCMP_ACT_ERRNO", '
+          '"syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}')
+LOOSE = '{"defaultAction": "SCMP_ACT_ALLOW"}'
+
+
 def test_seccomp_no_new_privileges_and_devices_by_name() -> None:
     nobody = {"user": (65534, 65534)}
-    strict = _grant(seccomp="strict profile", devices=("/dev/fuse",), **nobody)
+    strict = _grant(seccomp=STRICT, devices=("/dev/fuse",), **nobody)
     line = _LaterOptions(security_opt=("seccomp=mine.json",))
-    assert beyond(strict, _grant(seccomp="strict profile", **nobody), line) == []
+    assert beyond(strict, _grant(seccomp=STRICT, **nobody), line) == []
     assert beyond(strict, _grant(seccomp="default", **nobody), line) == [
         "--security-opt seccomp=mine.json"]  # the builtin may be looser than the batch's
     assert beyond(strict, _grant(seccomp=None, **nobody), line) == [
         "--security-opt seccomp=mine.json"]
-    assert beyond(strict, _grant(seccomp="strict profile", devices=("/dev/fuse", "/dev/sda"),
-                                 **nobody), RunOptions()) == ["--device /dev/sda"]
+    assert beyond(strict, _grant(seccomp=STRICT, devices=("/dev/fuse", "/dev/sda"), **nobody),
+                  RunOptions()) == ["--device /dev/sda"]
     unconfined = _grant(seccomp=None)
     assert beyond(unconfined, _grant(seccomp="default"), line) == []  # tighter is fine
-    assert beyond(unconfined, _grant(seccomp="anything"), line) == []
+    assert beyond(unconfined, _grant(seccomp=LOOSE), line) == []
     privileged = _grant(privileged=True, no_new_privileges=True)
     assert beyond(privileged, _grant(privileged=True, devices=("/dev/x",)), line) == [
         "--security-opt without the batch's no-new-privileges"]
