@@ -328,7 +328,8 @@ def test_the_spawner_reports_each_pid_1s_start_time() -> None:
                     send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"],
                                                         namespaces=["pid"]), [devnull])
                     continue
-                directory = os.open(cgroup.paths[0], os.O_RDONLY | os.O_DIRECTORY)
+                directory = cgroup.open_for_clone()
+                assert directory is not None
                 send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"], namespaces=["pid"],
                                                     cgroup_fd=1), [devnull, directory])
                 os.close(directory)
