@@ -120,7 +120,15 @@ def _remount_tree_readonly(top: str) -> None:
 def _run_under_init(plan: Plan) -> NoReturn:
     """Stay PID 1 as a minimal init: the command runs in a child; this process reaps
     every orphan, forwards FORWARDED_SIGNALS to the command, and exits with the
-    command's status (128+N if a signal N ended it) as soon as it ends."""
+    command's status (128+N if a signal N ended it) as soon as it ends.
+
+    This process is a fork of the spawner and keeps its image: the specs (environment
+    included) of the containers forked with this one, and whatever else the spawner's
+    heap still holds; it cannot unmap or scrub that. So the plan made it non-dumpable
+    before the command exists (`_plan`): its memory, environ, maps and fds are closed
+    to the command, which lacks CAP_SYS_PTRACE, root or not, and no core of it is
+    written. (The command's exec makes the command dumpable again, with an image of
+    its own.) Its fds are closed below."""
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:

@@ -315,6 +315,9 @@ class Started(Record, kind="started"):
 
     id: str
     pid: int
+    #: its start time as /proc/PID/stat's field 22 gives it (clock ticks since boot),
+    #: which tells it from a later process with the same pid; None if unknown
+    start_ticks: int | None
 
 
 class Exited(Record, kind="exited"):

@@ -65,6 +65,9 @@ _SOCK_RAW_CLOEXEC = 3 | os.O_CLOEXEC  # SOCK_CLOEXEC is O_CLOEXEC
 _NETLINK_ROUTE = 0
 _NLMSG_ERROR = 2
 _TIOCSCTTY = 0x540E
+_SYS_KEYCTL = 250 if os.uname().machine == "x86_64" else 219  # 219: asm-generic's (aarch64)
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_PR_SET_DUMPABLE = 4
 _HIDDEN = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
 
 # A zeroed struct sigaction is SIG_DFL with an empty mask and no flags, whatever the
@@ -215,6 +218,10 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     steps: list[Step] = [
         (libc.prctl, (_libc.PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0),
          ("prctl", "set parent-death signal", FATAL, None)),
+        # A session keyring of its own before anything else, privileged too (as runc):
+        # the keys of the session that started supervise are not the container's.
+        (join_new_session_keyring, (), ("keyring", "joining a new session keyring", FATAL,
+                                        None)),
     ]
     # Join the cgroups first: every limit holds from here on, for everything this
     # process and the command will ever do. The child has one thread, so a file
@@ -268,6 +275,9 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     if cwd:
         steps.append((libc.chdir, (os.fsencode(cwd),),
                       ("chdir", f"working directory {cwd!r}", FATAL, None)))
+    if spec.init:  # the reaper keeps the spawner's image (_init): no command may read it
+        steps.append((libc.prctl, (_PR_SET_DUMPABLE, 0, 0, 0, 0),
+                      ("prctl", "making the init non-dumpable", FATAL, None)))
     steps.extend(host.cached("final", lambda: _final_steps(host)))
     profile = spec.seccomp
     if profile is not None:
@@ -472,6 +482,17 @@ def join_cgroup(path: bytes) -> int:
     finally:
         os.close(fd)
     return 0
+
+
+def join_new_session_keyring() -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new, empty, anonymous session keyring
+    (no libkeyutils). A kernel without keyrings (ENOSYS) has none to share."""
+    if libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, None) >= 0:
+        return 0
+    err = ctypes.get_errno()
+    if err == errno.ENOSYS:
+        return 0
+    raise OSError(err, os.strerror(err))
 
 
 def bring_loopback_up(request: bytes, reply: Any) -> int:

@@ -52,6 +52,7 @@ class Container:
         self.spec = spec
         self.cgroup = cgroup
         self.pid = spawned.pid
+        self.pid_start_ticks = spawned.start_ticks  # tells its PID 1 from a reused pid
         self.started_at = started_at
         self._started_mono = time.monotonic()
         self._on_end = on_end

@@ -1,8 +1,11 @@
 """Signalling containers of any supervise on this host: `supervise kill` and `stop`.
 
-A container is found through its state file; its PID 1 is signalled through a
-pidfd that is first checked to be that very process (its start time, and its
-cgroup), so a recycled pid is never signalled.
+A container is found through its journal record, which is input (a container may
+once have written the state directory): its PID 1 is signalled through a pidfd only
+once the process it designates is checked, by the kernel's word, to be that very
+process: the start time recorded, the cgroups recorded (directories named with the
+container's id), and PID 1 of a PID namespace. A record without a start time or a
+cgroup is refused: nothing else could tell a container from any host process.
 """
 
 from __future__ import annotations
@@ -58,30 +61,64 @@ def resolve(states: Sequence[ContainerState], ref: str) -> ContainerState:
     return matches[0]
 
 
-def in_cgroup(proc_cgroup: str, cgroup_paths: Iterable[str]) -> bool:
-    """Whether a /proc/PID/cgroup text places the process in one of ``cgroup_paths``
-    (absolute directories; the text's paths are relative to each hierarchy's root), or
-    in its leaf, where a container's processes live."""
+def unverifiable(state: ContainerState) -> str | None:
+    """Why a record gives nothing to check its PID 1 against (then it is not
+    signalled), or None."""
+    missing = [what for what, absent in (("start time", state.pid_start_ticks is None),
+                                         ("cgroup", not state.cgroup_paths)) if absent]
+    if not missing:
+        return None
+    return f"its record has no {' or '.join(missing)} to check its PID 1 by: not signalled"
+
+
+def cgroup_dirs(proc_cgroup: str, mountinfo: str) -> set[str]:
+    """The cgroup directories (absolute) a /proc/PID/cgroup text places a process in,
+    in each hierarchy supervise uses that the mountinfo text shows mounted."""
+    try:
+        layout = cgroupfs.detect_layout(mountinfo, proc_cgroup)
+    except cgroupfs.CgroupError:
+        return set()
+    dirs = {layout.v1_own_dir(controller) for controller in layout.v1_mounts}
+    if layout.v2_mount is not None:
+        dirs.add(layout.v2_own_dir())
+    return dirs
+
+
+def in_cgroups(dirs: Iterable[str], cgroup_paths: Iterable[str]) -> bool:
+    """Whether a process in these directories is in every one of cgroup_paths, or in a
+    cgroup below it."""
     paths = [os.path.normpath(p) for p in cgroup_paths]
-    candidates = [*paths, *(f"{p}/{cgroupfs.LEAF}" for p in paths)]
-    for line in proc_cgroup.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        relative = parts[2].strip()
-        if relative in ("", "/"):
-            continue
-        if any(p.endswith(relative.rstrip("/")) for p in candidates):
-            return True
+    return bool(paths) and all(
+        any(d == p or d.startswith(p.rstrip("/") + "/") for d in dirs) for p in paths)
+
+
+def is_namespace_init(status: str) -> bool:
+    """Whether a /proc/PID/status text is that of the PID 1 of a PID namespace below
+    the reader's (NSpid: HOSTPID ... 1)."""
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            pids = line.split()[1:]
+            return len(pids) > 1 and pids[-1] == "1"
     return False
 
 
-def open_pid1(state: ContainerState) -> int | None:
-    """A pidfd for the container's PID 1, or None when that process is gone.
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
-    The pidfd is opened first, then the process it designates is checked (start
-    ticks, cgroup): a pid recycled before the open fails the check; one that dies
-    after it leaves a pidfd that signals nothing."""
+
+def open_pid1(state: ContainerState, mountinfo: str | None = None) -> int | None:
+    """A pidfd for the container's PID 1, or None when that process is gone (or the pid
+    is another's now). The record must have a start time and cgroups (see unverifiable).
+
+    The pidfd is opened first, then the process it designates is checked: its start
+    ticks, its cgroups, and that it is a PID namespace's init. A pid recycled before
+    the open fails the check; one that dies after it leaves a pidfd that signals
+    nothing."""
+    assert unverifiable(state) is None
     try:
         pidfd = os.pidfd_open(state.pid)
     except ProcessLookupError:
@@ -89,15 +126,13 @@ def open_pid1(state: ContainerState) -> int | None:
     except OSError as exc:
         raise SuperviseError(f"pidfd_open({state.pid}): {exc.strerror}") from exc
     try:
-        ticks = _state.process_start_ticks(state.pid)
-        genuine = ticks is not None and (state.pid_start_ticks is None
-                                         or ticks == state.pid_start_ticks)
-        if genuine and state.cgroup_paths:
-            try:
-                with open(f"/proc/{state.pid}/cgroup", encoding="utf-8") as f:
-                    genuine = in_cgroup(f.read(), state.cgroup_paths)
-            except OSError:
-                genuine = False
+        genuine = _state.process_start_ticks(state.pid) == state.pid_start_ticks
+        if genuine:
+            proc_cgroup = _read(f"/proc/{state.pid}/cgroup")
+            mountinfo = mountinfo if mountinfo is not None else _read("/proc/self/mountinfo")
+            genuine = (proc_cgroup is not None and mountinfo is not None
+                       and in_cgroups(cgroup_dirs(proc_cgroup, mountinfo), state.cgroup_paths)
+                       and is_namespace_init(_read(f"/proc/{state.pid}/status") or ""))
     except BaseException:
         os.close(pidfd)
         raise
@@ -146,6 +181,7 @@ def open_targets(states: Sequence[ContainerState], refs: Sequence[str]
     targets: list[Target] = []
     errors: list[str] = []
     seen: set[str] = set()
+    mountinfo = _read("/proc/self/mountinfo")
     try:
         for ref in refs:
             try:
@@ -155,7 +191,11 @@ def open_targets(states: Sequence[ContainerState], refs: Sequence[str]
                 continue
             if state.id in seen:
                 continue
-            pidfd = open_pid1(state)
+            problem = unverifiable(state)
+            if problem is not None:
+                errors.append(f"{ref}: {problem}")
+                continue
+            pidfd = open_pid1(state, mountinfo)
             if pidfd is None:
                 errors.append(f"{ref} is not running")
                 continue

@@ -1,18 +1,31 @@
 """`supervise gc`: remove what dead supervisors left behind.
 
 A supervisor that dies without cleaning up (SIGKILL, OOM, power cut of its
-session) leaves its state files and its containers' cgroups; its spawner and
-the containers' PID 1s die with it (PR_SET_PDEATHSIG), but stray processes may
-remain in the cgroups. Three kinds of leftovers are removed:
+session) leaves its journal and its containers' cgroups; its spawner and the
+containers' PID 1s die with it (PR_SET_PDEATHSIG), but stray processes may remain
+in the cgroups.
 
-- a container in a journal whose supervisor is dead: whatever is still in its
-  cgroups is killed, the cgroups are removed, then its entry (and the journal
-  with its last entry);
-- a container cgroup under this process's own ``<own>/supervise/`` that no state
-  file mentions, that holds no process and is older than a minute (a live
-  supervisor creates the cgroup a moment before it writes the state file: the
-  age guard keeps gc out of that window);
-- on cgroup v2, a ``<own>/supervisor-<pid>`` delegation leaf whose process is dead.
+gc acts only on what it finds itself: the cgroups below this process's own
+``<parent>/supervise/`` in each hierarchy (``cgroupfs.supervise_parents``) whose
+names have the generated id format, and whatever lies below them. The journals
+(input from a place a container may once have reached) only say which of those
+belong to supervisors that died: a path or a pid a journal line names is never
+killed or removed. For each such id:
+
+- recorded by a live supervisor: left alone;
+- recorded only by dead ones (stale): whatever is still in its cgroups is killed,
+  the cgroups are removed, then its records (and a journal with its last one) -
+  unless one of its processes is the child of a live spawner: then it is a live
+  container, whatever its records say, and stays;
+- recorded by nobody: removed if it holds no process and is older than a minute (a
+  live supervisor creates the cgroup a moment before it writes the journal line:
+  the age guard keeps gc out of that window); never killed.
+
+A stale record whose id has no cgroup here is struck once the cgroups it names are
+gone; while they exist (placed by --cgroup-parent, or below another cgroup's
+``supervise/``, where a gc run from there finds them) it stays, and gc says so.
+On cgroup v2 a ``<own>/supervisor-<pid>`` delegation leaf whose process is dead
+goes too.
 
 The decision, :func:`plan_gc`, is pure over the facts gathered; the I/O around it is thin.
 """
@@ -28,20 +41,26 @@ from dataclasses import dataclass, field
 import cgroupfs
 
 from . import _state
+from ._ids import is_container_id
 from ._state import ContainerState
 
 MIN_ORPHAN_AGE_S = 60.0
 DESTROY_TIMEOUT_S = 5.0
+SPAWNER_MARK = b"nsutil.spawner"  # in a spawner's command line (nsutil.spawner_command)
 
 
 # -- the decision (pure) ------------------------------------------------------------
 @dataclass(frozen=True)
 class CgroupDir:
-    """A directory found below one of our ``<own>/supervise`` dirs."""
+    """A container cgroup found below one of our ``<parent>/supervise`` dirs."""
 
     path: str
     age_s: float  # since it was created (its mtime/ctime)
     populated: bool | None  # processes in it or below it; None: not looked (too young)
+
+    @property
+    def id(self) -> str:
+        return os.path.basename(self.path)
 
 
 @dataclass(frozen=True)
@@ -55,8 +74,22 @@ class LeafDir:
 
 
 @dataclass(frozen=True)
+class Stale:
+    """A container every record of which says its supervisor is dead."""
+
+    id: str
+    records: tuple[ContainerState, ...]
+    dirs: tuple[str, ...]  # its cgroups below our parents (none: gone, or elsewhere)
+
+    @property
+    def shown(self) -> str:
+        first = self.records[0]
+        return f"{self.id} ({first.name}): its supervisor (pid {first.supervisor_pid}) is gone"
+
+
+@dataclass(frozen=True)
 class GcPlan:
-    stale: tuple[ContainerState, ...] = ()
+    stale: tuple[Stale, ...] = ()
     orphan_dirs: tuple[str, ...] = ()
     dead_leaves: tuple[LeafDir, ...] = ()
 
@@ -72,17 +105,22 @@ def plan_gc(
     *,
     min_age_s: float = MIN_ORPHAN_AGE_S,
 ) -> GcPlan:
-    """What to clean: states whose supervisor is dead; container cgroups nobody claims
-    that are empty and old enough; dead supervisors' v2 leaves that are empty."""
-    stale = tuple(s for s in states if not supervisor_alive(s))
-    claimed_paths = {os.path.normpath(p) for s in states for p in s.cgroup_paths}
-    claimed_ids = {s.id for s in states}
+    """What to clean (see the module's docstring): the ids recorded only by dead
+    supervisors, with their cgroups among dirs; the dirs no record claims that are empty
+    and old enough; dead supervisors' v2 leaves that are empty. Only dirs named with a
+    container id are considered; records' paths are never used."""
+    dirs = [d for d in dirs if is_container_id(d.id)]
+    records: dict[str, list[ContainerState]] = {}
+    for state in states:
+        records.setdefault(state.id, []).append(state)
+    stale = tuple(
+        Stale(cid, tuple(found), tuple(d.path for d in dirs if d.id == cid))
+        for cid, found in records.items()
+        if not any(supervisor_alive(s) for s in found)
+    )
     orphans = tuple(
         d.path for d in dirs
-        if os.path.normpath(d.path) not in claimed_paths
-        and os.path.basename(d.path) not in claimed_ids
-        and d.age_s >= min_age_s
-        and d.populated is False
+        if d.id not in records and d.age_s >= min_age_s and d.populated is False
     )
     dead = tuple(leaf for leaf in leaves if not leaf.pid_alive and not leaf.populated)
     return GcPlan(stale, orphans, dead)
@@ -107,12 +145,15 @@ def _age_s(path: str, now: float) -> float | None:
 
 def scan_dirs(bases: Sequence[str], *, min_age_s: float = MIN_ORPHAN_AGE_S,
               now: float | None = None) -> list[CgroupDir]:
-    """The container cgroups below ``bases``; only those older than ``min_age_s`` are
+    """The container cgroups below ``bases`` (directories named with a container id;
+    anything else there is not ours to judge); only those older than ``min_age_s`` are
     checked for processes (a big batch may have hundreds of young ones)."""
     now = time.time() if now is None else now
     found: list[CgroupDir] = []
     for base in bases:
         for path in _subdirs(base):
+            if not is_container_id(os.path.basename(path)):
+                continue
             age = _age_s(path, now)
             if age is not None:
                 found.append(CgroupDir(path, age, cgroupfs.populated(path)
@@ -123,6 +164,28 @@ def scan_dirs(bases: Sequence[str], *, min_age_s: float = MIN_ORPHAN_AGE_S,
 def scan_leaves(layout: cgroupfs.Layout) -> list[LeafDir]:
     return [LeafDir(path, pid, os.path.exists(f"/proc/{pid}"), cgroupfs.populated(path))
             for path, pid in cgroupfs.delegation_leaves(layout)]
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def spawned_by_live_spawner(dirs: Sequence[str]) -> bool:
+    """Whether a process in these cgroups (or below them) is the child of a live
+    spawner outside them: the PID 1 of a live container, whatever the journals say."""
+    pids = {int(pid) for top in dirs for directory, _subdirs, _files in os.walk(top)
+            for pid in (_read(f"{directory}/cgroup.procs") or b"").split()}
+    for pid in pids:
+        stat = _read(f"/proc/{pid}/stat") or b")"
+        fields = stat[stat.rfind(b")") + 2:].split()
+        parent = int(fields[1]) if len(fields) > 1 else 0
+        if parent not in pids and SPAWNER_MARK in (_read(f"/proc/{parent}/cmdline") or b""):
+            return True
+    return False
 
 
 # -- doing it -----------------------------------------------------------------------------
@@ -158,15 +221,24 @@ def destroy_dirs(name: str, paths: Sequence[str], layout: cgroupfs.Layout,
 class GcReport:
     removed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # what gc may not remove, and why
 
 
 def collect(state_dir: str | None = None, *, layout: cgroupfs.Layout | None = None,
-            min_age_s: float = MIN_ORPHAN_AGE_S) -> GcPlan:
+            min_age_s: float = MIN_ORPHAN_AGE_S,
+            warn: Callable[[str], None] | None = None) -> GcPlan:
     layout = layout or cgroupfs.detect_layout()
-    states = _state.read_states(state_dir)
+    states = _state.read_states(state_dir, warn=warn)
     bases = cgroupfs.supervise_parents(layout)
     return plan_gc(states, _state.supervisor_alive, scan_dirs(bases, min_age_s=min_age_s),
                    scan_leaves(layout), min_age_s=min_age_s)
+
+
+def _strike(stale: Stale, state_dir: str | None) -> None:
+    _state.remove_states([stale.id], state_dir)
+    for record in stale.records:
+        with contextlib.suppress(ValueError):
+            _state.release_name(record.name, record.id, state_dir)
 
 
 def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
@@ -180,21 +252,33 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
             say(message)
 
     touched_parents: set[str] = set()
-    for state in plan.stale:
-        # Re-check: the file may have been replaced, or removed by another gc.
-        if _state.supervisor_alive(state):
+    own = set(cgroupfs.supervise_parents(layout))
+    for stale in plan.stale:
+        # Re-check: a record may have been replaced, or removed by another gc.
+        if any(_state.supervisor_alive(s) for s in stale.records):
             continue
-        try:
-            destroy_dirs(state.id, state.cgroup_paths, layout, timeout)
-        except (GcError, cgroupfs.CgroupError) as exc:
-            report.errors.append(f"{state.id} ({state.name}): {exc}")
+        if not stale.dirs:
+            # Only a stat of what the records name: nothing there is touched.
+            elsewhere = sorted({p for s in stale.records for p in s.cgroup_paths
+                                if os.path.isdir(p)})
+            if elsewhere:
+                report.left.append(
+                    f"{stale.shown}, but its cgroups are not below {', '.join(sorted(own))}:"
+                    f" not removed ({', '.join(elsewhere)})")
+                continue
+        elif spawned_by_live_spawner(stale.dirs):
+            report.left.append(f"{stale.id}: its records say its supervisor is gone, but a"
+                               " live spawner runs it: left alone")
             continue
-        _state.remove_states([state.id], state_dir)
-        with contextlib.suppress(ValueError):
-            _state.release_name(state.name, state.id, state_dir)
-        touched_parents.update(os.path.dirname(os.path.normpath(p)) for p in state.cgroup_paths)
-        done(f"removed {state.id} ({state.name}): its supervisor (pid {state.supervisor_pid})"
-             " is gone")
+        else:
+            try:
+                destroy_dirs(stale.id, stale.dirs, layout, timeout)
+            except (GcError, cgroupfs.CgroupError) as exc:
+                report.errors.append(f"{stale.id} ({stale.records[0].name}): {exc}")
+                continue
+            touched_parents.update(os.path.dirname(p) for p in stale.dirs)
+        _strike(stale, state_dir)
+        done(f"removed {stale.shown}")
     for path in plan.orphan_dirs:
         if cgroupfs.populated(path):
             continue
@@ -216,7 +300,6 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         done(f"removed cgroup {leaf.path}: its supervisor (pid {leaf.pid}) is gone")
     # Our own "supervise" dirs, once empty, go too (as a supervisor's last container
     # does); a supervise creating one concurrently retries on ENOENT.
-    own = set(cgroupfs.supervise_parents(layout))
     for parent in sorted(touched_parents & own):
         with contextlib.suppress(OSError):
             os.rmdir(parent)
@@ -224,9 +307,10 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
 
 
 def gc(state_dir: str | None = None, *, say: Callable[[str], None] | None = None,
+       warn: Callable[[str], None] | None = None,
        min_age_s: float = MIN_ORPHAN_AGE_S, timeout: float = DESTROY_TIMEOUT_S) -> GcReport:
     layout = cgroupfs.detect_layout()
-    plan = collect(state_dir, layout=layout, min_age_s=min_age_s)
+    plan = collect(state_dir, layout=layout, min_age_s=min_age_s, warn=warn)
     if not plan:
         return GcReport()
     return execute(plan, layout, state_dir, say, timeout)

@@ -17,6 +17,8 @@ import importlib.util
 import os
 import struct
 
+from ._state import private_dir
+
 IFF_UP = 0x1
 LOOPBACK_INDEX = 1
 _RTM_NEWLINK = 16
@@ -65,6 +67,10 @@ def loopback_up_request(cache_dir: str | None = None) -> bytes:
             key = _cache_key()
     path = os.path.join(cache_dir, f"loopback-{key}.bin") if cache_dir and key else None
     if path is not None:
+        # Root's alone, as the state directory (tightened if an older supervise made it
+        # 0755): what it holds, only root may have put there.
+        with contextlib.suppress(OSError):
+            private_dir(os.path.dirname(path))
         with contextlib.suppress(OSError), open(path, "rb") as f:
             cached = f.read(64)
             if is_loopback_up_request(cached):
@@ -72,9 +78,9 @@ def loopback_up_request(cache_dir: str | None = None) -> bytes:
     request = encode_with_pyroute2()
     if path is not None:
         with contextlib.suppress(OSError):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             temporary = f"{path}.{os.getpid()}.tmp"
-            with open(temporary, "wb") as f:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
                 f.write(request)
             os.rename(temporary, path)
     return request

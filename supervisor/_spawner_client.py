@@ -32,10 +32,12 @@ from ._launch import launch, take_prestarted
 @dataclass(frozen=True)
 class Spawned:
     """A container's PID 1, just started: its host pid and a pidfd for it (None if
-    the fd was lost on the way: then it cannot be signalled, only waited for)."""
+    the fd was lost on the way: then it cannot be signalled, only waited for), and its
+    start time (/proc/PID/stat's ticks; None if unknown)."""
 
     pid: int
     pidfd: int | None
+    start_ticks: int | None = None
 
 
 @dataclass
@@ -130,7 +132,7 @@ class SpawnerClient:
                 os.close(fd)
             return
         if isinstance(message, Started):
-            pending.start = Spawned(message.pid, _pidfd(fds))
+            pending.start = Spawned(message.pid, _pidfd(fds), message.start_ticks)
             pending.started.set()
         elif isinstance(message, Exited):
             pending.exit = message

@@ -10,6 +10,12 @@ jobs. A journal grown past COMPACT_BYTES and twice its live entries is rewritten
 with only those (atomically, by rename); one with no live entry left is removed.
 A container whose supervisor has died (its pid is gone, or was reused: the start
 time differs) is stale.
+
+The directory is root's alone (0700, tightened if an older supervise made it 0755):
+no other user, and no container running as one, may read what runs or write a line
+that gc, kill or stop would act on. (Root in a container may still reach it while
+the container sees the host's files: what the lines say is checked before anything
+is done, see _control and _gc.)
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._errors import SuperviseError
+from ._ids import is_container_id
 
 DEFAULT_STATE_DIR = "/run/supervise"
 JOURNAL_SUFFIX = ".journal"
@@ -28,6 +37,14 @@ COMPACT_BYTES = 256 * 1024
 
 def state_dir() -> str:
     return os.environ.get("SUPERVISE_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def private_dir(path: str) -> None:
+    """Make path a directory only its owner may enter (0700), or tighten it to that if
+    it is looser (an older supervise made its directories 0755)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)  # the mode applies to path alone
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 def cache_dir() -> str:
@@ -59,11 +76,60 @@ class ContainerState:
 
     @classmethod
     def from_json(cls, text: str) -> ContainerState:
+        """The record a journal line holds; ValueError unless every field is there with
+        its type and the shape supervise gives it (see _shape_error): a line another
+        process may have written is input, never trusted."""
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("state is not an object")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        problem = _shape_error(known)
+        if problem is not None:
+            raise ValueError(problem)
         return cls(**known)
+
+
+def _is_int(value: object, *, optional: bool = False, positive: bool = False) -> bool:
+    if value is None:
+        return optional
+    return type(value) is int and (value > 0 if positive else value >= 0)
+
+
+def _is_strs(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def is_container_cgroup(path: str, cid: str) -> bool:
+    """Whether path is shaped like a container's cgroup directory as recorded: absolute,
+    normalized, and through a directory named the container's id (``.../<id>``, or a
+    cgroup below it)."""
+    return (path.startswith("/") and os.path.normpath(path) == path
+            and f"/{cid}/" in f"{path}/")
+
+
+def _shape_error(data: dict[str, Any]) -> str | None:
+    """What is wrong with a record's fields, or None."""
+    cid = data.get("id")
+    if not is_container_id(cid):
+        return "no container id"
+    assert isinstance(cid, str)
+    name = data.get("name")
+    checks = {
+        "name": isinstance(name, str) and bool(name) and "\0" not in name,
+        "pid": _is_int(data.get("pid"), positive=True),
+        "pid_start_ticks": _is_int(data.get("pid_start_ticks"), optional=True),
+        "supervisor_pid": _is_int(data.get("supervisor_pid"), positive=True),
+        "supervisor_start_ticks": _is_int(data.get("supervisor_start_ticks"), optional=True),
+        "cgroup_paths": _is_strs(data.get("cgroup_paths")) and all(
+            is_container_cgroup(p, cid) for p in data["cgroup_paths"]),
+        "argv": _is_strs(data.get("argv")),
+        "started_at": type(data.get("started_at")) is str,
+        "hostname": data.get("hostname") is None or type(data.get("hostname")) is str,
+        "limits": type(data.get("limits", {})) is dict,
+        "line": _is_int(data.get("line"), optional=True, positive=True),
+    }
+    wrong = [field for field, good in checks.items() if not good]
+    return f"bad {', '.join(wrong)}" if wrong else None
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -104,6 +170,7 @@ class Journal:
         self.directory = directory or state_dir()
         self.path = os.path.join(self.directory, key + JOURNAL_SUFFIX)
         self._fd: int | None = None
+        self._private = False  # the directory made (or checked) 0700
         self._live: dict[str, bytes] = {}  # id -> its "+" line
         self._size = 0
         self._live_size = 0  # bytes of the live entries' lines
@@ -111,11 +178,14 @@ class Journal:
     def _open(self) -> int:
         if self._fd is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            if not self._private:  # once per supervisor: a mkdir, a stat
+                private_dir(self.directory)
+                self._private = True
             try:
-                self._fd = os.open(self.path, flags, 0o644)
-            except FileNotFoundError:  # the first supervisor on this host (or since a reboot)
-                os.makedirs(self.directory, mode=0o755, exist_ok=True)
-                self._fd = os.open(self.path, flags, 0o644)
+                self._fd = os.open(self.path, flags, 0o600)
+            except FileNotFoundError:  # removed meanwhile (by hand)
+                private_dir(self.directory)
+                self._fd = os.open(self.path, flags, 0o600)
         return self._fd
 
     def _append(self, line: bytes) -> None:
@@ -145,7 +215,7 @@ class Journal:
     def _compact(self) -> None:
         body = b"".join(self._live.values())
         temporary = f"{self.path}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, body)
         finally:
@@ -172,19 +242,26 @@ def journal_key(supervisor_pid: int, start_ticks: int | None) -> str:
     return f"{supervisor_pid}-{start_ticks if start_ticks is not None else 0}-{os.urandom(3).hex()}"
 
 
-def replay(text: bytes) -> dict[str, ContainerState]:
-    """The live containers a journal's text records; a torn or foreign line is skipped."""
+def replay(text: bytes) -> tuple[dict[str, ContainerState], int]:
+    """The live containers a journal's text records, and how many lines were ignored:
+    those that are not a record of the right shape (see ContainerState.from_json) or the
+    end of one. The part after the last newline is a write under way: skipped, not
+    counted."""
     live: dict[str, ContainerState] = {}
-    for line in text.split(b"\n")[:-1]:  # the part after the last newline is torn
+    ignored = 0
+    for line in text.split(b"\n")[:-1]:
         if line[:1] == b"+":
             try:
                 state = ContainerState.from_json(line[1:].decode("utf-8"))
             except (ValueError, TypeError):
+                ignored += 1
                 continue
             live[state.id] = state
-        elif line[:1] == b"-":
-            live.pop(line[1:].decode("ascii", "replace"), None)
-    return live
+        elif line[:1] == b"-" and is_container_id(cid := line[1:].decode("ascii", "replace")):
+            live.pop(cid, None)
+        else:
+            ignored += 1
+    return live, ignored
 
 
 def _journals(directory: str) -> list[str]:
@@ -192,18 +269,29 @@ def _journals(directory: str) -> list[str]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
+    except PermissionError as exc:
+        raise SuperviseError(f"reading {directory}: {exc.strerror} (it is root's)") from exc
     return [os.path.join(directory, n) for n in names if n.endswith(JOURNAL_SUFFIX)]
 
 
-def read_states(directory: str | None = None) -> list[ContainerState]:
-    """Every live container recorded in the state directory, oldest first."""
+def read_states(directory: str | None = None, *, warn: Callable[[str], None] | None = None
+                ) -> list[ContainerState]:
+    """Every live container recorded in the state directory, oldest first. Lines that
+    are not records of the right shape are left out, and warn (if given) hears of them
+    once, however many there are."""
+    directory = directory or state_dir()
     states: list[ContainerState] = []
-    for path in _journals(directory or state_dir()):
+    ignored = 0
+    for path in _journals(directory):
         try:
             with open(path, "rb") as f:
-                states.extend(replay(f.read()).values())
+                live, bad = replay(f.read())
         except OSError:
             continue
+        states.extend(live.values())
+        ignored += bad
+    if ignored and warn is not None:
+        warn(f"ignored {ignored} malformed line{'s' if ignored != 1 else ''} in {directory}")
     return sorted(states, key=lambda s: (s.started_at, s.id))
 
 
@@ -214,9 +302,10 @@ def remove_states(cids: Sequence[str], directory: str | None = None) -> None:
     for path in _journals(directory or state_dir()):
         try:
             with open(path, "rb") as f:
-                live = replay(f.read())
+                text = f.read()
         except OSError:
             continue
+        live, _ignored = replay(text)
         gone = wanted & live.keys()
         if not gone:
             continue
@@ -224,8 +313,10 @@ def remove_states(cids: Sequence[str], directory: str | None = None) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             continue
+        # After a line its dead writer left torn, a new line of its own.
+        start = b"\n" if text and not text.endswith(b"\n") else b""
         with open(path, "ab") as f:
-            f.write(b"".join(f"-{cid}\n".encode("ascii") for cid in sorted(gone)))
+            f.write(start + b"".join(f"-{cid}\n".encode("ascii") for cid in sorted(gone)))
 
 
 def find(states: Sequence[ContainerState], ref: str) -> list[ContainerState]:
@@ -262,7 +353,8 @@ def claim_name(name: str, cid: str, supervisor_pid: int, supervisor_ticks: int |
         except FileExistsError:
             pass
         except FileNotFoundError:  # no names/ yet, or the last release just removed it
-            os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+            private_dir(os.path.dirname(os.path.dirname(link)))  # the state directory
+            private_dir(os.path.dirname(link))
             continue
         try:
             holder = os.readlink(link)

@@ -187,9 +187,7 @@ class Supervisor:
         spec = container.spec
         state = _state.ContainerState(
             id=container.id, name=container.name, pid=container.pid,
-            # Not read here (0.1 ms a container): kill/stop check the process's cgroup
-            # against cgroup_paths, which a recycled pid cannot pass.
-            pid_start_ticks=None,
+            pid_start_ticks=container.pid_start_ticks,  # the spawner's, from its fork
             supervisor_pid=os.getpid(), supervisor_start_ticks=self._own_start_ticks,
             cgroup_paths=list(container.cgroup.paths), argv=list(spec.argv),
             started_at=iso_utc(container.started_at), hostname=spec.hostname or container.id,

@@ -37,7 +37,7 @@ import supervisor.cli._run as cli_run
 from supervisor._errors import UsageError
 from supervisor._host import host_facts
 from supervisor._jobs import Job, JobsFileError, parse_jobs
-from supervisor._jobs_check import check_jobs
+from supervisor._jobs_check import batch_grant, check_jobs
 from supervisor._options import RunOptions
 from supervisor._schedule import Admission
 from supervisor._spec import ContainerSpec
@@ -340,9 +340,11 @@ def _check_jobs_file(text: str) -> None:
         assert 1 <= job.line <= lines_in_file, (job, text)
         assert raw_lines[job.line - 1].strip(" \t\r"), (job, text)
         assert job.argv and all(isinstance(word, str) for word in job.argv)
-    for admission in (Admission(max_jobs=4), Admission(max_jobs=4, memory_budget=1 << 30)):
+    nobody = batch_grant(RunOptions(user="65534:65534"), host)
+    for admission, ceiling in ((Admission(max_jobs=4), None),
+                               (Admission(max_jobs=4, memory_budget=1 << 30), nobody)):
         try:
-            checked = check_jobs(jobs, "jobs.txt", host, admission)
+            checked = check_jobs(jobs, "jobs.txt", host, admission, ceiling=ceiling)
         except JobsFileError as exc:
             for error in exc.errors:
                 match = re.match(r"^jobs\.txt:(\d+): ", error)

@@ -34,7 +34,7 @@ EXAMPLES: list[Record] = [
                                    capabilities=(0, 5), loopback_request=b"\x00\x01",
                                    cgroup_fd=3, env={"A": "b c"}, cwd="/tmp", init=True)),
     Shutdown(),
-    Started(id="c1", pid=42),
+    Started(id="c1", pid=42, start_ticks=7),
     Exited(id="c1", pid=42, status=256, user_s=0.5, system_s=0, maxrss_kib=1024, error=None),
     Exited(id="c1", pid=42, status=256, user_s=0.5, system_s=0.1, maxrss_kib=1, error=REPORT),
     Failed(id="c1", error=REPORT),
@@ -96,17 +96,17 @@ def test_a_message_of_no_known_kind_or_not_a_dict_is_refused() -> None:
     with pytest.raises(WireError, match="a message is a dict, not list"):
         from_wire([1, 2])
     with pytest.raises(WireError, match="expected step"):
-        from_wire(to_wire(Started(id="x", pid=1)), StepReport)
+        from_wire(to_wire(Started(id="x", pid=1, start_ticks=None)), StepReport)
 
 
 def test_records_are_frozen_keyword_only_and_complete() -> None:
-    started = Started(id="x", pid=1)
+    started = Started(id="x", pid=1, start_ticks=None)
     with pytest.raises(AttributeError):
         started.pid = 2  # type: ignore[misc]
-    with pytest.raises(TypeError, match="missing \\['pid'\\]"):
+    with pytest.raises(TypeError, match="missing \\['pid', 'start_ticks'\\]"):
         Started(id="x")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="unknown \\['pod'\\]"):
-        Started(id="x", pid=1, pod=2)  # type: ignore[call-arg]
+        Started(id="x", pid=1, start_ticks=None, pod=2)  # type: ignore[call-arg]
 
 
 def test_an_annotation_with_no_wire_form_is_refused_when_the_record_is_defined() -> None:

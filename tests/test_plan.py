@@ -24,7 +24,7 @@ from nsutil._messages import (
     Started,
     StepReport,
 )
-from nsutil.spawner import step_report
+from nsutil.spawner import TICK_NS, start_ticks, step_report
 
 from .containers import init_spec, send_spawn, spawner_message, spawner_process
 
@@ -56,7 +56,7 @@ def test_the_steps_follow_the_spec_in_order() -> None:
         harden_mounts=True, capabilities=(0, 5), user=(1000, 100), no_new_privs=True,
         cwd="/tmp"), [7, 8], _host(), error_fd=9)
     names = _names(plan)
-    assert names[:5] == ["prctl", "cgroup", "unshare", "loopback", "mount"]
+    assert names[:6] == ["prctl", "keyring", "cgroup", "unshare", "loopback", "mount"]
     order = [names.index(n) for n in ("mount", "hostname", "stdio", "capabilities", "user",
                                       "chdir", "signals", "fds")]
     assert order == sorted(order), names
@@ -81,11 +81,26 @@ def test_the_steps_follow_the_spec_in_order() -> None:
 
 def test_privileged_and_bare_specs_leave_steps_out() -> None:
     plan = _plan.compile_plan(init_spec(), [5], _host(), error_fd=3)
-    assert _names(plan) == ["prctl", "stdio", "stdio", "stdio", "stdio", "signals",
+    assert _names(plan) == ["prctl", "keyring", "stdio", "stdio", "stdio", "stdio", "signals",
                             "signals", "fds"]
     privileged = _plan.compile_plan(_spec(capabilities=None), [5, 6], _host(), error_fd=3)
     assert "capabilities" not in _names(privileged)
     assert "loopback" not in _names(privileged)  # no request given
+
+
+def test_an_init_is_non_dumpable_from_after_its_user_switch() -> None:
+    """A credential change may make a process dumpable again (suid_dumpable): the step
+    comes after the user switch, and before the steps a seccomp filter follows."""
+    dumpable = ("prctl", "making the init non-dumpable", _plan.FATAL, None)
+    init = _plan.compile_plan(_spec(init=True, user=(1000, 100), capabilities=(0,),
+                                    no_new_privs=True), [5, 6], _host(), error_fd=3)
+    failures = [f for _fn, _args, f in init.steps]
+    assert failures.count(dumpable) == 1
+    at = failures.index(dumpable)
+    assert _names(init)[at - 1] == "prctl" and _names(init)[at + 1] == "signals"  # re-armed
+    assert max(i for i, f in enumerate(failures) if f[0] == "user") < at
+    plain = _plan.compile_plan(_spec(), [5, 6], _host(), error_fd=3)
+    assert dumpable not in [f for _fn, _args, f in plain.steps]
 
 
 def test_a_host_without_a_path_gets_no_step_for_it() -> None:
@@ -281,6 +296,59 @@ def test_spawns_sent_together_are_forked_together_and_each_reported(count: int) 
         assert len(set(started.values())) == count
 
 
+def _stat_ticks(pid: int) -> int:
+    """Field 22 of /proc/PID/stat, a zombie's too."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 2:].split()[19])
+
+
+def test_start_ticks_from_the_clock_around_the_fork_or_from_proc() -> None:
+    ticks = _stat_ticks(os.getpid())
+    assert start_ticks(os.getpid(), ticks * TICK_NS, ticks * TICK_NS + TICK_NS - 1) == ticks
+    # across a tick's edge, /proc says (here: this very process's start, long ago)
+    assert start_ticks(os.getpid(), 5 * TICK_NS - 1, 5 * TICK_NS) == ticks
+    assert start_ticks(2**22 + 1, 5 * TICK_NS - 1, 5 * TICK_NS) is None  # no such pid
+
+
+@pytest.mark.cgroup_v2
+@pytest.mark.usefixtures("root_only")
+def test_the_spawner_reports_each_pid_1s_start_time() -> None:
+    """As /proc/PID/stat gives it, for forks within a tick and across one alike (60
+    forks of a millisecond or so cross a few); on v2, for clone3 into a cgroup too."""
+    import cgroupfs
+
+    count = 60
+    layout = cgroupfs.detect_layout()
+    cgroup = cgroupfs.create_cgroup(f"ticks{os.getpid()}") if layout.kind == "v2" else None
+    try:
+        with spawner_process() as (ours, _spawner):
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for i in range(count):
+                if cgroup is None:
+                    send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"],
+                                                        namespaces=["pid"]), [devnull])
+                    continue
+                directory = cgroup.open_for_clone()
+                assert directory is not None
+                send_spawn(ours, f"c{i}", init_spec(argv=["sleep", "30"], namespaces=["pid"],
+                                                    cgroup_fd=1), [devnull, directory])
+                os.close(directory)
+            os.close(devnull)
+            reported: dict[int, int | None] = {}
+            while len(reported) < count:
+                message, fds = spawner_message(ours)
+                for fd in fds:
+                    os.close(fd)
+                assert isinstance(message, Started), message
+                reported[message.pid] = message.start_ticks
+            assert reported == {pid: _stat_ticks(pid) for pid in reported}
+            if cgroup is not None:
+                assert sorted(cgroup.pids()) == sorted(reported)  # born there: clone3
+    finally:
+        if cgroup is not None:
+            cgroup.destroy()
+
+
 def test_a_report_is_read_while_a_sibling_still_holds_the_pipe() -> None:
     """Containers forked in one group inherit each other's error pipes until they
     exec: reading a dead child's report must not wait for EOF."""
@@ -341,7 +409,8 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         message, got = spawner_message(ours)
         for fd in got:
             os.close(fd)
-        assert message == Started(id="x", pid=pid)
+        assert isinstance(message, Started) and (message.id, message.pid) == ("x", pid)
+        assert message.start_ticks == _stat_ticks(pid)  # (it may be a zombie already)
         _pid, status = os.waitpid(pid, 0)
         report = read_report_of(entry)
         assert os.waitstatus_to_exitcode(status) == 125

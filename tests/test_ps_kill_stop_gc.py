@@ -3,6 +3,7 @@ another `supervise run` process (each test with its own state directory)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import pytest
 import cgroupfs
 from supervisor import _control, _gc
 from supervisor._errors import UsageError
+from supervisor._ids import new_id
 from supervisor._state import ContainerState
 from supervisor.cli._ps import (
     created_ago,
@@ -84,13 +86,49 @@ def test_parse_signal() -> None:
             _control.parse_signal(bad)
 
 
-def test_in_cgroup() -> None:
-    paths = ["/sys/fs/cgroup/memory/a/supervise/abc", "/sys/fs/cgroup/pids/supervise/abc"]
-    assert _control.in_cgroup("4:memory:/a/supervise/abc\n8:pids:/supervise/abc\n", paths)
-    assert not _control.in_cgroup("4:memory:/a/supervise/abd\n0::/\n", paths)
-    assert not _control.in_cgroup("4:memory:/\n", paths)  # the root matches nothing
-    assert _control.in_cgroup("0::/x/supervise/abc\n", ["/sys/fs/cgroup/x/supervise/abc"])
-    assert not _control.in_cgroup("0::/bc\n", ["/sys/fs/cgroup/x/supervise/abc"])
+MOUNTINFO = """\
+30 20 0:26 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+31 20 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+32 20 0:28 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+"""
+
+
+def test_cgroup_dirs_and_in_cgroups() -> None:
+    dirs = _control.cgroup_dirs(
+        "4:memory:/a/supervise/0123456789ab\n3:cpu,cpuacct:/a/supervise/0123456789ab\n"
+        "0::/user.slice\n", MOUNTINFO)
+    assert dirs == {"/sys/fs/cgroup/memory/a/supervise/0123456789ab",
+                    "/sys/fs/cgroup/cpu,cpuacct/a/supervise/0123456789ab",
+                    "/sys/fs/cgroup/unified/user.slice"}
+    memory = "/sys/fs/cgroup/memory/a/supervise/0123456789ab"
+    cpu = "/sys/fs/cgroup/cpu,cpuacct/a/supervise/0123456789ab"
+    assert _control.in_cgroups(dirs, [memory, cpu])
+    assert _control.in_cgroups(dirs, [memory + "/"])
+    assert _control.in_cgroups(dirs, ["/sys/fs/cgroup/memory/a/supervise"])  # below it
+    assert not _control.in_cgroups(dirs, [memory, "/sys/fs/cgroup/pids/supervise/0123456789ab"])
+    assert not _control.in_cgroups(dirs, ["/sys/fs/cgroup/memory/a/supervise/0123456789a"])
+    assert not _control.in_cgroups(dirs, [])
+    leaf = _control.cgroup_dirs("4:memory:/a/supervise/0123456789ab/leaf\n", MOUNTINFO)
+    assert _control.in_cgroups(leaf, [memory])  # a cgroup below the container's
+    assert _control.cgroup_dirs("", "") == set()  # no cgroup mounted: nothing matches
+
+
+def test_a_pid_1_is_told_by_nspid() -> None:
+    assert _control.is_namespace_init("Name:\tsleep\nNSpid:\t4242\t1\n")
+    assert _control.is_namespace_init("NSpid:\t4242\t17\t1\n")
+    assert not _control.is_namespace_init("NSpid:\t4242\n")  # a host process
+    assert not _control.is_namespace_init("NSpid:\t4242\t2\n")
+    assert not _control.is_namespace_init("Name:\tx\n")
+
+
+def test_a_record_without_start_time_or_cgroup_is_unverifiable() -> None:
+    good = _state("0123456789ab", pid_start_ticks=5, paths=["/cg/supervise/0123456789ab"])
+    assert _control.unverifiable(good) is None
+    assert _control.unverifiable(_state("0123456789ab", paths=good.cgroup_paths)) == (
+        "its record has no start time to check its PID 1 by: not signalled")
+    assert "no start time or cgroup" in (_control.unverifiable(_state("0123456789ab")) or "")
+    assert "no cgroup" in (_control.unverifiable(_state("0123456789ab", pid_start_ticks=5))
+                           or "")
 
 
 def _state(cid: str, name: str = "", paths: list[str] | None = None, **kw: Any
@@ -119,29 +157,40 @@ def test_resolve() -> None:
 
 def test_plan_gc() -> None:
     base = "/cg/pids/supervise"
-    live = _state("live01", paths=[f"{base}/live01"], supervisor_pid=1)
-    dead = _state("dead01", paths=[f"{base}/dead01"], supervisor_pid=2)
+    live_id, dead_id, twice_id, old_id, young_id, busy_id = (
+        f"{n:012x}" for n in range(1, 7))
+    live = _state(live_id, supervisor_pid=1)
+    dead = _state(dead_id, paths=["/cg/pids/anywhere/else/" + dead_id], supervisor_pid=2)
+    gone = _state("0000000000ff", supervisor_pid=2)  # no cgroup of ours left
+    # one id, two records: a live one wins (a forged copy naming a dead supervisor)
+    twice = [_state(twice_id, supervisor_pid=1), _state(twice_id, supervisor_pid=2)]
     dirs = [
-        _gc.CgroupDir(f"{base}/live01", 999, False),     # claimed by a live state
-        _gc.CgroupDir(f"{base}/dead01", 999, False),     # claimed by a stale state
-        _gc.CgroupDir(f"{base}/old000", 61, False),      # unclaimed, empty, old: goes
-        _gc.CgroupDir(f"{base}/young0", 5, None),        # may be a supervisor's new one
-        _gc.CgroupDir(f"{base}/busy00", 999, True),      # processes: not ours to judge
-        _gc.CgroupDir("/cg/memory/x/supervise/live01", 999, False),  # id claimed elsewhere
+        _gc.CgroupDir(f"{base}/{live_id}", 999, False),     # recorded by a live supervisor
+        _gc.CgroupDir(f"{base}/{dead_id}", 999, True),      # recorded by a dead one only
+        _gc.CgroupDir(f"/cg/memory/supervise/{dead_id}", 5, None),  # its other hierarchy
+        _gc.CgroupDir(f"{base}/{twice_id}", 999, True),
+        _gc.CgroupDir(f"{base}/{old_id}", 61, False),       # unrecorded, empty, old: goes
+        _gc.CgroupDir(f"{base}/{young_id}", 5, None),       # may be a supervisor's new one
+        _gc.CgroupDir(f"{base}/{busy_id}", 999, True),      # processes: not ours to judge
+        _gc.CgroupDir(f"{base}/user.slice", 999, False),    # not a container's name
     ]
     leaves = [
         _gc.LeafDir("/cg/supervisor-5", 5, pid_alive=False, populated=False),
         _gc.LeafDir("/cg/supervisor-6", 6, pid_alive=True, populated=False),
         _gc.LeafDir("/cg/supervisor-7", 7, pid_alive=False, populated=True),
     ]
-    plan = _gc.plan_gc([live, dead], lambda s: s.supervisor_pid == 1, dirs, leaves)
-    assert [s.id for s in plan.stale] == ["dead01"]
-    assert plan.orphan_dirs == (f"{base}/old000",)
+    plan = _gc.plan_gc([live, dead, gone, *twice], lambda s: s.supervisor_pid == 1, dirs,
+                       leaves)
+    # the stale container's cgroups are the ones found here, never its record's paths
+    assert [(s.id, s.dirs) for s in plan.stale] == [
+        (dead_id, (f"{base}/{dead_id}", f"/cg/memory/supervise/{dead_id}")),
+        ("0000000000ff", ())]
+    assert plan.orphan_dirs == (f"{base}/{old_id}",)
     assert [leaf.pid for leaf in plan.dead_leaves] == [5]
     assert plan
-    assert not _gc.plan_gc([live], lambda s: True, dirs[:1] + dirs[3:5])
-    relaxed = _gc.plan_gc([], lambda s: True, [dirs[2], dirs[3]], min_age_s=1)
-    assert relaxed.orphan_dirs == (f"{base}/old000",)  # young0 was never looked at
+    assert not _gc.plan_gc([live], lambda s: True, [dirs[0], dirs[5], dirs[6], dirs[7]])
+    relaxed = _gc.plan_gc([], lambda s: True, [dirs[4], dirs[5]], min_age_s=1)
+    assert relaxed.orphan_dirs == (f"{base}/{old_id}",)  # young0 was never looked at
 
 
 def test_destroy_dirs_refuses_foreign_paths() -> None:
@@ -345,7 +394,7 @@ def test_gc_kills_what_is_left_in_a_stale_cgroup(host: Host) -> None:
     its spawner): gc kills it, then removes the cgroup and the file."""
     from supervisor._state import Journal, process_start_ticks
 
-    name = f"gc{secrets.token_hex(5)}"
+    name = new_id()
     cgroup = cgroupfs.create_cgroup(name)
     stray = subprocess.Popen(["sleep", "60"])
     try:
@@ -374,7 +423,7 @@ def test_gc_kills_what_is_left_in_a_stale_cgroup(host: Host) -> None:
 @pytest.mark.cgroup_v2
 def test_gc_removes_old_empty_unclaimed_cgroups(host: Host) -> None:
     layout = cgroupfs.detect_layout()
-    name = f"gc{secrets.token_hex(5)}"
+    name = new_id()
     cgroup = cgroupfs.create_cgroup(name)
     try:
         bases = cgroupfs.supervise_parents(layout)
@@ -399,7 +448,7 @@ def test_gc_removes_old_empty_unclaimed_cgroups(host: Host) -> None:
 @needs_root
 def test_gc_spares_a_populated_cgroup(host: Host) -> None:
     layout = cgroupfs.detect_layout()
-    name = f"gc{secrets.token_hex(5)}"
+    name = new_id()
     cgroup = cgroupfs.create_cgroup(name)
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
@@ -451,3 +500,134 @@ def test_stats_no_stream_shows_another_supervisors_containers(host: Host) -> Non
     assert [r.split()[1] for r in one.stdout.splitlines()[1:]] == ["idle-one"]
     assert one.stderr == "supervise: no such container: nope\n"
     assert busy_entry["status"] == "running" and limited.poll() is None and busy.poll() is None
+
+
+# -- the confused deputy: records a container may have forged ---------------------------
+@contextlib.contextmanager
+def host_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A harmless `sleep` standing for a host process, in a cgroup of its own below the
+    session's (not below any supervise/), named like a container (the worst case):
+    what a forged record points gc, kill and stop at."""
+    layout = cgroupfs.detect_layout()
+    own = layout.v2_own_dir() if layout.kind == "v2" else layout.v1_own_dir("memory")
+    victim_cgroup = f"{own}/{new_id()}"
+    os.mkdir(victim_cgroup)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        Path(victim_cgroup, "cgroup.procs").write_text(str(sleeper.pid))
+        yield sleeper, victim_cgroup
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                os.rmdir(victim_cgroup)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+
+
+def _forge(state_dir: Path, records: list[dict[str, Any]], extra: bytes = b"") -> Path:
+    """A journal of a supervisor that never was (a dead pid), as a container could write."""
+    state_dir.mkdir(mode=0o700, exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = state_dir / f"{dead.pid}-1-forged.journal"
+    base = {"supervisor_pid": dead.pid, "supervisor_start_ticks": 1, "argv": ["x"],
+            "started_at": "2026-01-01T00:00:00.000000Z"}
+    path.write_bytes(b"".join(b"+" + json.dumps({**base, **r}).encode() + b"\n"
+                              for r in records) + extra)
+    return path
+
+
+@needs_root
+@pytest.mark.cgroup_v2
+def test_forged_records_make_gc_kill_and_stop_touch_no_host_process(host: Host) -> None:
+    """Records of every shape a container could append: gc (explicit, and run's own)
+    leaves the host process and its cgroup alone, and kill and stop refuse each record,
+    each with its reason; malformed lines are ignored with one warning per command."""
+    from supervisor._state import process_start_ticks
+
+    with host_process() as (sleeper, victim_cgroup):
+        ticks = process_start_ticks(sleeper.pid)
+        victim_id = os.path.basename(victim_cgroup)
+        ours = cgroupfs.create_cgroup(new_id())  # empty: the host process is not in it
+        try:
+            forged = _forge(host.state_dir, [
+                # the wrong shape: no container's id, a path of no container's
+                {"id": "user.slice", "name": "bad-id", "pid": sleeper.pid,
+                 "pid_start_ticks": ticks, "cgroup_paths": [victim_cgroup]},
+                # the right shape, naming the host process and its own cgroup
+                {"id": victim_id, "name": "outside", "pid": sleeper.pid,
+                 "pid_start_ticks": ticks, "cgroup_paths": [victim_cgroup]},
+                # no start time, no cgroup: nothing to check the pid by
+                {"id": (no_cgroup := new_id()), "name": "no-cgroup", "pid": sleeper.pid,
+                 "pid_start_ticks": ticks, "cgroup_paths": []},
+                # a cgroup of ours, which the host process is not in
+                {"id": ours.name, "name": "ours", "pid": sleeper.pid,
+                 "pid_start_ticks": ticks, "cgroup_paths": list(ours.paths)},
+            ], extra=b"not a record\n-../../x\n")
+            also = _forge(host.state_dir, [{"id": victim_id, "name": "no-ticks", "pid": sleeper.pid,
+                                             "pid_start_ticks": None,
+                                             "cgroup_paths": [victim_cgroup]}])
+            warning = f"supervise: ignored 3 malformed lines in {host.state_dir}\n"
+            ps = host.cli("ps")
+            assert (ps.returncode, ps.stderr) == (0, warning)
+            assert "bad-id" not in ps.stdout and "outside" in ps.stdout
+            for command in (["kill"], ["stop", "-t", "1"]):
+                done = host.cli(*command, "outside", "no-ticks", "no-cgroup", "ours")
+                assert done.returncode == 1 and done.stdout == "", done
+                assert done.stderr == warning + (
+                    "supervise: outside is not running\n"
+                    "supervise: no-ticks: its record has no start time to check its PID 1 by:"
+                    " not signalled\n"
+                    "supervise: no-cgroup: its record has no cgroup to check its PID 1 by:"
+                    " not signalled\n"
+                    "supervise: ours is not running\n"), done.stderr
+            done = host.cli("gc")
+            assert done.returncode == 0, done.stderr
+            # the one cgroup of ours (empty) goes, and the record naming no cgroup; the
+            # host's cgroup stays, and gc says why
+            gone = f"its supervisor (pid {forged.name.split('-')[0]}) is gone"
+            assert sorted(done.stdout.splitlines()) == sorted([
+                f"removed {ours.name} (ours): {gone}", f"removed {no_cgroup} (no-cgroup): {gone}"])
+            assert done.stderr.startswith(warning + f"supervise: gc: {victim_id} (")
+            assert also.exists()  # what it names is still there: the record stays
+            assert done.stderr.endswith(f"not removed ({victim_cgroup})\n")
+            assert not any(os.path.exists(p) for p in ours.paths)
+            assert host.cli("run", "--", "true").returncode == 0  # its gc, quietly, again
+            assert sleeper.poll() is None and os.path.isdir(victim_cgroup)
+            assert Path(victim_cgroup, "cgroup.procs").read_text().split() == [str(sleeper.pid)]
+        finally:
+            ours.destroy()
+            for journal in host.state_dir.glob("*.journal"):
+                journal.unlink()
+
+
+@needs_root
+@pytest.mark.cgroup_v2
+def test_a_forged_end_and_a_dead_supervisors_copy_leave_a_live_container_alone(
+        host: Host) -> None:
+    """A container's record struck from its live supervisor's journal, and a copy that
+    says its supervisor is dead: gc still sees a live spawner's child in the cgroup."""
+    proc, entry = host.start("sleep", "60", name="living")
+    (journal,) = host.state_dir.glob("*.journal")
+    with open(journal, "ab") as f:
+        f.write(f"-{entry['id']}\n".encode())
+    assert host.ps() == []
+    copy = {k: entry[k] for k in ("id", "name", "pid", "cgroup_paths", "argv", "limits")}
+    from supervisor._state import process_start_ticks
+    forged = _forge(host.state_dir, [{**copy, "pid_start_ticks": process_start_ticks(
+        entry["pid"])}])
+    done = host.cli("gc")
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert done.stderr == (f"supervise: gc: {entry['id']}: its records say its supervisor is"
+                           " gone, but a live spawner runs it: left alone\n")
+    assert all(os.path.isdir(p) for p in entry["cgroup_paths"]) and proc.poll() is None
+    forged.unlink()
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=20) in (130, 137)

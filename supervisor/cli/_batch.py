@@ -12,11 +12,11 @@ import click
 import trio
 
 from .._batch import BatchJob
-from .._errors import SuperviseError
+from .._errors import SuperviseError, UsageError
 from .._gc import gc_quietly
 from .._host import host_facts, require_root, require_seccomp
 from .._jobs import parse_jobs
-from .._jobs_check import check_jobs
+from .._jobs_check import batch_grant, check_jobs
 from .._options import HostFacts
 from .._results_file import read_results, resume_key, succeeded
 from ._batch_options import BatchOptions, BatchUsageError
@@ -55,6 +55,9 @@ from ._flags import limit_options, parse_job_options
               help="Append each sample (host and running containers) as a JSON line.")
 @click.option("--cgroup-parent", metavar="PATH",
               help="Create the containers' cgroups below this one instead of our own.")
+@click.option("--allow-privileged-jobs", is_flag=True,
+              help="Let a jobs-file line ask for more than these flags grant (--privileged, "
+                   "--cap-add, --security-opt, --device, --net host, another -u).")
 @limit_options
 def batch_command(**flags: Any) -> None:
     """Run each line of FILE (- for stdin) in its own limited container.
@@ -80,9 +83,15 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
     """The jobs file's jobs, checked, less those --resume skips; and how many it skips."""
     shown = options.jobs_file_shown
     text = _read_jobs_file(options.jobs_file)
+    ceiling = None  # a line may not ask for more than the batch's own flags grant...
+    if not options.allow_privileged_jobs:  # ...unless this says so
+        try:
+            ceiling = batch_grant(options.defaults, host)
+        except UsageError as exc:
+            raise BatchUsageError(str(exc)) from exc
     jobs = check_jobs(parse_jobs(text, shown, defaults=options.defaults,
                                  parse_options=parse_job_options),
-                      shown, host, options.policy.admission)
+                      shown, host, options.policy.admission, ceiling=ceiling)
     if not options.resume or options.results is None:
         return jobs, 0
     try:

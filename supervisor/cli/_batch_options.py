@@ -39,6 +39,7 @@ class BatchOptions:
     interval_s: float
     stats_json: str | None
     cgroup_parent: str | None
+    allow_privileged_jobs: bool = False  # a line may ask for more than the flags grant
 
     @property
     def jobs_file_shown(self) -> str:
@@ -86,7 +87,8 @@ class BatchOptions:
             jobs_file=flags["jobs_file"], defaults=RunOptions(**run_fields(flags)),
             policy=policy, results=results, logs=logs, joblog=flags["joblog"],
             resume=flags["resume"], tag=tag, live=live, interval_s=interval_s,
-            stats_json=flags["stats_json"], cgroup_parent=flags["cgroup_parent"])
+            stats_json=flags["stats_json"], cgroup_parent=flags["cgroup_parent"],
+            allow_privileged_jobs=flags.get("allow_privileged_jobs", False))
 
 
 def _size(flag: str, text: str | None) -> int | None:

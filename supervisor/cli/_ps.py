@@ -132,7 +132,8 @@ def ps_command(show_all: bool, as_json: bool, quiet: bool, no_trunc: bool) -> No
     STATUS is running, orphaned (its supervisor is dead: `supervise gc` cleans up) or,
     with -a, exited (PID 1 gone, its state file not yet removed)."""
     now = time.time()
-    states = sorted(_state.read_states(), key=lambda s: (s.started_at, s.id), reverse=True)
+    states = sorted(_state.read_states(warn=say), key=lambda s: (s.started_at, s.id),
+                    reverse=True)
     entries = [describe(s, now) for s in states]
     if not show_all:
         entries = [e for e in entries if e["status"] != "exited"]
@@ -172,7 +173,7 @@ def kill_command(sig: str, refs: tuple[str, ...]) -> None:
     A PID 1 without a handler for the signal ignores it (the kernel protects it);
     only SIGKILL always works."""
     signum = _control.parse_signal(sig)
-    targets, errors = _control.open_targets(_state.read_states(), refs)
+    targets, errors = _control.open_targets(_state.read_states(warn=say), refs)
     try:
         for target in targets:
             try:
@@ -199,7 +200,7 @@ def stop_command(seconds: float, refs: tuple[str, ...]) -> None:
 
     A PID 1 without a SIGTERM handler would ignore SIGTERM: it gets SIGKILL at once.
     Returns once each PID 1 has exited; its supervisor then removes the rest."""
-    targets, errors = _control.open_targets(_state.read_states(), refs)
+    targets, errors = _control.open_targets(_state.read_states(warn=say), refs)
     try:
         stuck = _control.stop(targets, seconds)
         for target in targets:
@@ -217,11 +218,14 @@ def stop_command(seconds: float, refs: tuple[str, ...]) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Do not list what was removed.")
 def gc_command(quiet: bool) -> None:
     """Remove what dead supervisors left behind: their containers' processes, cgroups
-    and state files, and empty unclaimed container cgroups older than a minute."""
+    and state files, and empty unclaimed container cgroups older than a minute. Only
+    the container cgroups below our own <cgroup>/supervise/ are touched."""
     try:
-        report = _gc.gc(say=None if quiet else lambda m: print(m, flush=True))
+        report = _gc.gc(say=None if quiet else lambda m: print(m, flush=True), warn=say)
     except (OSError, cgroupfs.CgroupError) as exc:
         raise SuperviseError(f"gc: {exc}") from exc
+    for note in report.left:
+        say(f"gc: {note}")
     if report.errors:
         for error in report.errors:
             say(f"gc: {error}")

@@ -27,8 +27,18 @@ from ._output import say
 NO_STREAM_SPAN_S = 0.5
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """stats reads the state directory at each refresh: the first warning is said, once."""
+    if not _warned:
+        _warned.add(message)
+        say(message)
+
+
 def _targets(refs: Sequence[str], layout: cgroupfs.Layout) -> tuple[list[Target], list[str]]:
-    states = _state.read_states()
+    states = _state.read_states(warn=_warn_once)
     missing: list[str] = []
     chosen: list[_state.ContainerState] = []
     if refs:
