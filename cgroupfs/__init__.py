@@ -17,6 +17,7 @@ from ._layout import Layout, detect_layout
 from ._limits import (
     DeviceRule,
     Limits,
+    limited_controllers,
     parse_device_rule,
     shares_to_weight,
     v1_limit_files,
@@ -40,6 +41,7 @@ __all__ = [
     "Limits",
     "DeviceRule",
     "parse_device_rule",
+    "limited_controllers",
     "Stats",
     "StatsMode",
     "Layout",

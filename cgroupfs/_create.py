@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from . import _fs
 from ._errors import CgroupError
@@ -39,13 +39,20 @@ def _copy_cpuset(directory: str) -> None:
     """Fill an empty v1 cpuset.cpus/mems from the parent.
 
     A new v1 cpuset cgroup starts with both empty, and no task can join it
-    until both are set (writing to cgroup.procs fails with ENOSPC).
+    until both are set (writing to cgroup.procs fails with ENOSPC). The parent may
+    be empty too, for a moment: another supervise has just made the shared
+    "supervise" directory and not filled it yet. Then the values come from the
+    nearest ancestor that has them, and fill the way down.
     """
-    parent = directory.rsplit("/", 1)[0]
     for filename in ("cpuset.cpus", "cpuset.mems"):
-        if _fs.read_text(f"{directory}/{filename}").strip():
-            continue
-        _fs.write_text(f"{directory}/{filename}", _fs.read_text(f"{parent}/{filename}").strip())
+        chain = [directory]
+        value = _fs.read_text(f"{directory}/{filename}").strip()
+        while not value and "/" in chain[-1].rstrip("/"):
+            chain.append(chain[-1].rsplit("/", 1)[0])
+            value = (_fs.read_optional(f"{chain[-1]}/{filename}") or "").strip()
+        for below in reversed(chain[:-1]):
+            if not _fs.read_text(f"{below}/{filename}").strip():
+                _fs.write_text(f"{below}/{filename}", value)
 
 
 def _make_chain(start: str, below: list[str], name: str, *, cpuset: bool, v2: bool) -> list[str]:
@@ -106,11 +113,17 @@ def _remove_made(made: list[str]) -> None:
             remove_if_unused(directory)
 
 
-def _v1_dirs(layout: Layout, parent: str | None) -> dict[str, tuple[str, list[str]]]:
+def _v1_dirs(layout: Layout, parent: str | None, controllers: Collection[str] | None = None
+             ) -> dict[str, tuple[str, list[str]]]:
     """controller -> (start directory, components below it to the parent of a new
-    cgroup), for every mounted v1 hierarchy."""
+    cgroup), for every mounted v1 hierarchy (or those of these controllers: a
+    controller co-mounted with one of them comes along)."""
     placed: dict[str, tuple[str, list[str]]] = {}
+    chosen = None if controllers is None else {
+        m for c, m in layout.v1_mounts.items() if c in controllers}
     for controller, mountpoint in layout.v1_mounts.items():
+        if chosen is not None and mountpoint not in chosen:
+            continue
         if parent is None:
             placed[controller] = (layout.v1_own_dir(controller), [SUPERVISE_DIR])
         else:
@@ -135,12 +148,15 @@ def create_cgroup(
     root: str = DEFAULT_ROOT,
     remove_parent: bool = True,
     leaf: str | None = LEAF,
+    v1_controllers: Collection[str] | None = None,
+    unified: bool = True,
 ) -> Cgroup:
     """Create ``<own cgroup>/supervise/<name>`` (or ``<parent>/<name>``) and apply ``limits``.
 
     A cgroup is made in every mounted hierarchy: each v1 one (controllers and named
-    hierarchies alike) and, on a hybrid host, the unified tree, so that a cgroup
-    namespace made by a process inside is rooted at its own cgroup everywhere. With
+    hierarchies alike; ``v1_controllers``: only those hierarchies) and, on a hybrid
+    host, the unified tree (unless ``unified`` is False), so that a cgroup
+    namespace made by a process inside is rooted at its own cgroup there. With
     ``leaf`` (the default), the processes go in a child cgroup of that name, the
     root of their namespace, and the limits are written on both: the outer one
     holds them out of the namespace's reach, the leaf shows them inside (on v1 only
@@ -161,13 +177,13 @@ def create_cgroup(
         made = _make_chain(start, below, name, cpuset=False, v2=True)
         cgroup = V2Cgroup(name, made[-1], leaf=leaf, owns_parent=owns)
     else:
-        placed = _v1_dirs(resolved, parent)
+        placed = _v1_dirs(resolved, parent, v1_controllers)
         if not placed:
             raise CgroupError("no usable cgroup v1 controller is mounted")
         controller_dirs: dict[str, str] = {}
         by_mount: dict[str, str] = {}
         all_made: list[list[str]] = []
-        unified: str | None = None
+        unified_dir: str | None = None
         try:
             for controller, (start, below) in placed.items():
                 mountpoint = resolved.v1_mounts[controller]
@@ -177,13 +193,13 @@ def create_cgroup(
                     all_made.append(made)
                     by_mount[mountpoint] = made[-1]
                 controller_dirs[controller] = by_mount[mountpoint]
-            if resolved.v2_mount is not None:
+            if resolved.v2_mount is not None and unified:
                 # The unified tree of a hybrid host: no controllers, but a cgroup
                 # namespace is rooted there too (and it has cgroup.kill).
                 start, below = _v2_place(resolved, parent)
                 made = _make_chain(start, below, name, cpuset=False, v2=False)
                 all_made.append(made)
-                unified = made[-1]
+                unified_dir = made[-1]
         except CgroupError:
             for made in reversed(all_made):
                 _remove_made(made)
@@ -192,7 +208,7 @@ def create_cgroup(
         # its own copy of the limits); elsewhere the directory is the namespace's root.
         leaf_dirs = {controller_dirs[c] for c in limited_controllers(limits)
                      if c in controller_dirs}
-        cgroup = V1Cgroup(name, controller_dirs, unified=unified, leaf=leaf,
+        cgroup = V1Cgroup(name, controller_dirs, unified=unified_dir, leaf=leaf,
                           leaf_dirs=leaf_dirs, owns_parent=owns)
     try:
         if limits is not None:

@@ -30,6 +30,8 @@ else:
 __all__ = [
     "Exited",
     "Failed",
+    "Place",
+    "Placed",
     "InitSpec",
     "Record",
     "Shutdown",
@@ -308,6 +310,22 @@ class StepReport(Record, kind="step"):
     step: str
     errno: int
     message: str
+
+
+class Place(Record, kind="place"):
+    """supervisor -> spawner: join these cgroups (files to write "0" into: v1 tasks,
+    which move only the spawner's one thread, so no global lock) before any spawn.
+    Its children are born there: the hierarchies where a container needs no cgroup
+    of its own (no limit, no figures) root its cgroup namespace at the supervisor's
+    shared cgroup, not the host's root, at no cost per container."""
+
+    join: tuple[str, ...]
+
+
+class Placed(Record, kind="placed"):
+    """spawner -> supervisor: the answer to Place; error None if every join worked."""
+
+    error: StepReport | None
 
 
 class Started(Record, kind="started"):

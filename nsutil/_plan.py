@@ -249,7 +249,7 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                       ("loopback", "bringing up lo", FATAL, None)))
     if "mnt" in namespaces:
         proc, harden = "pid" in namespaces, spec.harden_mounts
-        view = "cgroup" in namespaces and bool(host.cgroup_mounts)
+        view = _own_view(host.cgroup_mounts, spec.cgroup_join) if "cgroup" in namespaces else ()
         steps.extend(host.cached(("mounts", proc, harden, view),
                                  lambda: _mount_steps(proc, harden, host, view)))
     hostname = spec.hostname
@@ -310,7 +310,23 @@ def _exec_args(argv: Sequence[str], env: Mapping[str, str]
             (ctypes.c_char_p * (len(entries) + 1))(*entries, None))
 
 
-def _mount_steps(proc: bool, harden: bool, host: Host, view: bool) -> list[Step]:
+def _own_view(mounts: tuple[CgroupMount, ...], joins: tuple[str, ...]
+              ) -> tuple[CgroupMount, ...]:
+    """The host's /sys/fs/cgroup mounts a container's view shows: a v2 tree whole; of
+    the v1 hierarchies those it has a cgroup of its own in (it joins one there: the
+    others are its supervisor's shared cgroup, which shows no limit of its)."""
+    if not mounts or mounts[0][1] != "tmpfs":
+        return mounts
+    own = {m[0] for m in mounts[1:] if m[1] == "cgroup"
+           and any(j.startswith(f"{CGROUP_ROOT}/{m[0]}/") for j in joins)}
+    if not own:
+        return ()
+    return (mounts[0], *(m for m in mounts[1:] if m[0] in own
+                         or (m[1] == "symlink" and m[2] in own)))
+
+
+def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, ...]
+                 ) -> list[Step]:
     failure = ("mount", "mounting /proc", FATAL, None)
     # Nothing mounted inside may propagate back to the host.
     steps: list[Step] = [(libc.mount, (None, b"/", None, _libc.MS_REC | _libc.MS_PRIVATE, None),
@@ -318,7 +334,7 @@ def _mount_steps(proc: bool, harden: bool, host: Host, view: bool) -> list[Step]
     if proc:
         steps.append((libc.mount, (b"proc", b"/proc", b"proc", _HIDDEN, None), failure))
     if view:
-        steps.extend(_cgroup_view_steps(host.cgroup_mounts, read_only=harden))
+        steps.extend(_cgroup_view_steps(view, read_only=harden))
     if not harden:
         return steps
     # /sys read-only (every mount below it too), and /proc as docker leaves it: some

@@ -40,6 +40,8 @@ from . import _init, _libc, _plan, _proto
 from ._messages import (
     Exited,
     Failed,
+    Place,
+    Placed,
     Record,
     Shutdown,
     Spawn,
@@ -267,6 +269,8 @@ class Spawner:
                     elif running:
                         running = self._drain(receiver, spawns)
                 self.spawn_all(spawns)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the supervisor is gone: what it started goes too
         finally:
             self.kill_all()
 
@@ -295,6 +299,11 @@ class Spawner:
                 for fd in got or []:
                     os.close(fd)
                 return False
+            if isinstance(message, Place):
+                for fd in got or []:
+                    os.close(fd)
+                self.send(Placed(error=self._place(message.join)))
+                continue
             if not isinstance(message, Spawn):
                 self._refuse(getattr(message, "id", ""), got or [], "spawn", errno.EINVAL,
                              f"a {type(message).__name__} message is not for the spawner")
@@ -306,6 +315,18 @@ class Spawner:
             else:
                 spawns.append((message, got))
         return True
+
+
+    def _place(self, files: tuple[str, ...]) -> StepReport | None:
+        """Join the cgroups the supervisor shares among its containers (see Place)."""
+        for path in files:
+            try:
+                _plan.join_cgroup(os.fsencode(path))
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+                return StepReport(step="cgroup", errno=err,
+                                  message=f"the spawner joining {path}: {os.strerror(err)}")
+        return None
 
 
 def start_ticks(pid: int, before_ns: int, after_ns: int) -> int | None:

@@ -25,7 +25,8 @@ A stale record whose id has no cgroup here is struck once the cgroups it names a
 gone; while they exist (placed by --cgroup-parent, or below another cgroup's
 ``supervise/``, where a gc run from there finds them) it stays, and gc says so.
 On cgroup v2 a ``<own>/supervisor-<pid>`` delegation leaf whose process is dead
-goes too.
+goes too, and on v1 an empty ``spawner-<pid>-<start>`` cgroup (where a supervisor
+kept its spawner, see Supervisor._make_shared) whose supervisor is dead.
 
 The decision, :func:`plan_gc`, is pure over the facts gathered; the I/O around it is thin.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +76,26 @@ class LeafDir:
 
 
 @dataclass(frozen=True)
+class SharedDir:
+    """A ``spawner-<pid>-<start>`` cgroup: the one a supervisor's spawner sits in."""
+
+    path: str
+    pid: int
+    alive: bool  # that supervisor (pid and start time) still runs
+    populated: bool
+
+
+SHARED_PREFIX = "spawner-"
+_SHARED = re.compile(rf"^{SHARED_PREFIX}(\d+)-(\d+)-\d+$")
+
+
+def shared_name(pid: int, start_ticks: int | None, serial: int) -> str:
+    """The name of the cgroup a supervisor's spawner sits in (see _make_shared):
+    its process, and which of the process's supervisors."""
+    return f"{SHARED_PREFIX}{pid}-{start_ticks or 0}-{serial}"
+
+
+@dataclass(frozen=True)
 class Stale:
     """A container every record of which says its supervisor is dead."""
 
@@ -92,9 +114,10 @@ class GcPlan:
     stale: tuple[Stale, ...] = ()
     orphan_dirs: tuple[str, ...] = ()
     dead_leaves: tuple[LeafDir, ...] = ()
+    dead_shared: tuple[SharedDir, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.stale or self.orphan_dirs or self.dead_leaves)
+        return bool(self.stale or self.orphan_dirs or self.dead_leaves or self.dead_shared)
 
 
 def plan_gc(
@@ -102,6 +125,7 @@ def plan_gc(
     supervisor_alive: Callable[[ContainerState], bool],
     dirs: Sequence[CgroupDir] = (),
     leaves: Sequence[LeafDir] = (),
+    shared: Sequence[SharedDir] = (),
     *,
     min_age_s: float = MIN_ORPHAN_AGE_S,
 ) -> GcPlan:
@@ -123,7 +147,8 @@ def plan_gc(
         if d.id not in records and d.age_s >= min_age_s and d.populated is False
     )
     dead = tuple(leaf for leaf in leaves if not leaf.pid_alive and not leaf.populated)
-    return GcPlan(stale, orphans, dead)
+    dead_shared = tuple(d for d in shared if not d.alive and not d.populated)
+    return GcPlan(stale, orphans, dead, dead_shared)
 
 
 # -- gathering the facts ----------------------------------------------------------------
@@ -158,6 +183,18 @@ def scan_dirs(bases: Sequence[str], *, min_age_s: float = MIN_ORPHAN_AGE_S,
             if age is not None:
                 found.append(CgroupDir(path, age, cgroupfs.populated(path)
                                        if age >= min_age_s else None))
+    return found
+
+
+def scan_shared(bases: Sequence[str]) -> list[SharedDir]:
+    found: list[SharedDir] = []
+    for base in bases:
+        for path in _subdirs(base):
+            match = _SHARED.match(os.path.basename(path))
+            if match is not None:
+                pid, ticks = int(match.group(1)), int(match.group(2))
+                found.append(SharedDir(path, pid, _state.is_alive(pid, ticks or None),
+                                       cgroupfs.populated(path)))
     return found
 
 
@@ -231,7 +268,7 @@ def collect(state_dir: str | None = None, *, layout: cgroupfs.Layout | None = No
     states = _state.read_states(state_dir, warn=warn)
     bases = cgroupfs.supervise_parents(layout)
     return plan_gc(states, _state.supervisor_alive, scan_dirs(bases, min_age_s=min_age_s),
-                   scan_leaves(layout), min_age_s=min_age_s)
+                   scan_leaves(layout), scan_shared(bases), min_age_s=min_age_s)
 
 
 def _strike(stale: Stale, state_dir: str | None) -> None:
@@ -298,6 +335,16 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
             report.errors.append(str(exc))
             continue
         done(f"removed cgroup {leaf.path}: its supervisor (pid {leaf.pid}) is gone")
+    for shared in plan.dead_shared:
+        if cgroupfs.populated(shared.path):
+            continue
+        try:
+            cgroupfs.remove_empty_tree(shared.path)
+        except cgroupfs.CgroupError as exc:
+            report.errors.append(str(exc))
+            continue
+        touched_parents.add(os.path.dirname(shared.path))
+        done(f"removed cgroup {shared.path}: its supervisor (pid {shared.pid}) is gone")
     # Our own "supervise" dirs, once empty, go too (as a supervisor's last container
     # does); a supervise creating one concurrently retries on ENOENT.
     for parent in sorted(touched_parents & own):

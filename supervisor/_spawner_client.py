@@ -16,6 +16,8 @@ from nsutil._messages import (
     Exited,
     Failed,
     InitSpec,
+    Place,
+    Placed,
     Record,
     Shutdown,
     Spawn,
@@ -65,6 +67,9 @@ class SpawnerClient:
         self._receiver = _proto.Receiver(sock)
         self._send_lock = anyio.Lock()
         self._closed = False
+        self._placing = False
+        self._placed = anyio.Event()
+        self._placement: Placed | None = None
 
     @classmethod
     def start(cls, python: str | None = None) -> SpawnerClient:
@@ -92,11 +97,28 @@ class SpawnerClient:
                     except OSError as exc:
                         raise SpawnerGone("the spawner is gone") from exc
 
+    async def place(self, join: tuple[str, ...]) -> None:
+        """Have the spawner join these cgroups (see nsutil's Place) before any spawn.
+        Only sent here: the first spawn waits for the answer, and fails with its
+        error (every spawn does) if the spawner could not join them."""
+        self._placing = True
+        await self._send(Place(join=join), [])
+
+    async def _placement_done(self) -> None:
+        if not self._placing:
+            return
+        await self._placed.wait()
+        if self._placement is None:
+            raise SpawnerGone("the spawner is gone")
+        if self._placement.error is not None:
+            raise SuperviseError(self._placement.error.message)
+
     async def spawn(self, cid: str, spec: InitSpec, fds: list[int]) -> Spawned:
         """Start one container; returns its pid and a pidfd, or raises with the spawner's
         or the init's report."""
         if self._closed:
             raise SpawnerGone("the spawner is gone")
+        await self._placement_done()
         pending = self._pending[cid] = _Pending()
         await self._send(Spawn(id=cid, spec=spec), fds)
         await pending.started.wait()
@@ -125,6 +147,10 @@ class SpawnerClient:
             pending.on_exit(pending.exit)
 
     def _dispatch(self, message: Record, fds: list[int] | None) -> None:
+        if isinstance(message, Placed):
+            self._placement = message
+            self._placed.set()
+            return
         cid = getattr(message, "id", None)
         pending = self._pending.get(cid) if isinstance(cid, str) else None
         if pending is None:
@@ -168,6 +194,7 @@ class SpawnerClient:
                 self._dispatch(message, got)
         finally:
             self._closed = True
+            self._placed.set()
             for cid, pending in list(self._pending.items()):
                 self._exited(cid, pending)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 from collections import deque
@@ -18,7 +19,9 @@ from nsutil._messages import InitSpec
 
 from . import _state
 from ._container import Container, remove_cgroup
+from ._devices import DEFAULT_RULES
 from ._errors import SuperviseError
+from ._gc import shared_name
 from ._ids import new_id
 from ._loopback import loopback_up_request
 from ._result import Result, iso_utc
@@ -26,6 +29,9 @@ from ._spawner_client import Spawned, SpawnerClient, SpawnerGone
 from ._spec import DEVNULL, ContainerSpec
 
 _LIMIT_FIELDS = dataclasses.fields(cgroupfs.Limits)
+# v1 hierarchies where every container has a cgroup of its own: its figures.
+PER_CONTAINER = ("memory", "cpuacct")
+_SERIALS = itertools.count()  # the supervisors of this process (see _make_shared)
 SPAWNER_RESTARTS = 5
 SPAWNER_RESTART_WINDOW_S = 10.0
 
@@ -66,17 +72,25 @@ class Supervisor:
         self._loopback_error: str | None = None
         self._loopback_ready: anyio.Event | None = None
         self._devnull: int | None = None
+        self._shared: cgroupfs.Cgroup | None = None
+        self._shared_devices = False
         self.layout: cgroupfs.Layout | None = None
 
     async def __aenter__(self) -> Supervisor:
         try:
             self.layout = cgroupfs.detect_layout()
+            self._shared = self._make_shared(self.layout)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
-        self._client = SpawnerClient.start(self._python)
+        try:
+            self._client = SpawnerClient.start(self._python)
+        except BaseException:
+            self._remove_shared()
+            raise
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._serve_spawner)
+        await self._place(self._client)
         self._loopback_ready = anyio.Event()
         self._tg.start_soon(self._prepare_loopback, self._loopback_ready)
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -101,6 +115,9 @@ class Supervisor:
             tg = self._tg
             if self._client is not None:
                 await self._client.close()
+            shared, self._shared = self._shared, None
+            if shared is not None:  # empty now: the spawner was all it held
+                await remove_cgroup(shared)
             if self._devnull is not None:
                 os.close(self._devnull)
             self._journal.close()
@@ -139,11 +156,44 @@ class Supervisor:
                        "recorded as errors; starting a new one")
             try:
                 self._set_client(SpawnerClient.start(self._python))
+                assert self._client is not None
+                await self._place(self._client)
             except SuperviseError as exc:
                 self._spawner_error = str(exc)
                 self._set_client(None)
                 return
             self.spawner_restarts += 1
+
+    def _make_shared(self, layout: cgroupfs.Layout) -> cgroupfs.Cgroup | None:
+        """v1: the cgroup the spawner sits in, in the hierarchies where a container
+        needs none of its own (no limit, no figures: freezer, blkio, name=systemd, and
+        cpu, cpuset, pids and devices unless asked for), so that its containers,
+        born there, have their cgroup namespace rooted below supervise's own cgroup
+        and not the host's root, at no cost each. Docker's device rules hold there."""
+        if layout.kind == "v2":
+            return None
+        own = {layout.v1_mounts[c] for c in PER_CONTAINER if c in layout.v1_mounts}
+        shared = [c for c, m in layout.v1_mounts.items() if m not in own]
+        if not shared:
+            return None
+        self._shared_devices = "devices" in shared
+        return cgroupfs.create_cgroup(
+            shared_name(os.getpid(), self._own_start_ticks, next(_SERIALS)),
+            parent=self._cgroup_parent,
+            layout=layout, remove_parent=False,
+            leaf=None, v1_controllers=shared, unified=False,
+            limits=cgroupfs.Limits(devices=DEFAULT_RULES) if self._shared_devices else None)
+
+    async def _place(self, client: SpawnerClient) -> None:
+        if self._shared is not None:
+            await client.place(tuple(self._shared.join_files))
+
+    def _remove_shared(self) -> None:
+        """Once the spawner is gone (nothing is left in it then)."""
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            with contextlib.suppress(cgroupfs.CgroupError):
+                shared.destroy(timeout=1.0)
 
     def _set_client(self, client: SpawnerClient | None) -> None:
         """A new spawner (None: none any more); whoever waits for the change hears it."""
@@ -237,17 +287,23 @@ class Supervisor:
         loopback = await self._loopback_request() if "net" in spec.namespaces() else None
         assert self.layout is not None
         devices = spec.device_rules(_tty_device(spec))
-        # v1: the devices controller's files hold the rules, written with the limits;
-        # v2: a BPF program the spawner attaches to the cgroup (InitSpec.devices).
         on_v2 = self.layout.kind == "v2"
-        limits = spec.limits if on_v2 or devices is None else dataclasses.replace(
-            spec.limits, devices=devices)
+        # v1: a cgroup of its own where it has limits or figures; the spawner's shared
+        # one elsewhere (see _make_shared), docker's device rules included, unless
+        # its rules differ: then a devices cgroup of its own holds them (none at all,
+        # privileged). v2: one directory, and a BPF program for the devices.
+        controllers = {*PER_CONTAINER, *cgroupfs.limited_controllers(spec.limits)}
+        limits = spec.limits
+        if not on_v2 and not (devices == DEFAULT_RULES and self._shared_devices):
+            controllers.add("devices")
+            if devices is not None:
+                limits = dataclasses.replace(limits, devices=devices)
         try:
             # The shared "supervise" parents stay for our lifetime (removed once, at
             # the end), so each container costs one mkdir per hierarchy.
             cgroup = cgroupfs.create_cgroup(
                 cid, limits=limits, parent=self._cgroup_parent, layout=self.layout,
-                remove_parent=False)
+                remove_parent=False, v1_controllers=controllers)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from supervisor import Limits, Supervisor
+from supervisor import ContainerSpec, Limits, Supervisor
 
 from .containers import PYTHON, run_capture
 
@@ -156,3 +156,35 @@ async def test_unprivileged_root_cannot_make_or_move_to_another_cgroup() -> None
         lines = text.splitlines()
         assert lines[:3] == ["refused"] * 3 and "moved" not in lines
         assert {line.split(":", 2)[2] for line in lines[3:]} == {"/"}
+
+
+async def test_every_hierarchy_roots_it_below_supervise_never_at_the_hosts_root() -> None:
+    """Seen from the host: in each hierarchy a container has a cgroup of its own (its
+    figures and limits) or sits in its supervisor's spawner cgroup, born there;
+    never the host's root, where a cgroup namespace would reach every host process."""
+    from pathlib import Path
+
+    import anyio
+
+    import cgroupfs
+
+    layout = cgroupfs.detect_layout()
+    async with Supervisor() as sup:
+        container = await sup.start(ContainerSpec(["sleep", "30"]))
+        try:
+            with anyio.fail_after(5):  # its setup (the joins among it) done: it runs sleep
+                while Path(f"/proc/{container.pid}/comm").read_text().strip() != "sleep":
+                    await anyio.sleep(0.01)
+            lines = Path(f"/proc/{container.pid}/cgroup").read_text().splitlines()
+        finally:
+            container.kill()
+            await container.wait()
+    own = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines}
+    assert own, lines
+    for hierarchy, path in own.items():
+        parts = path.strip("/").split("/")
+        assert "supervise" in parts, (hierarchy, path)
+        below = parts[parts.index("supervise") + 1:]
+        assert below and (below[0] == container.id or below[0].startswith("spawner-")), path
+    if layout.kind != "v2":  # its figures: a memory cgroup of its own
+        assert own["memory"].rstrip("/").split("/")[-1] == container.id

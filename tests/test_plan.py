@@ -492,9 +492,13 @@ def test_the_cgroup_view_is_the_hosts_shape_with_the_sizing_hierarchies() -> Non
 
 def test_the_cgroup_view_is_mounted_read_only_unless_privileged() -> None:
     mounts = (("", "tmpfs", "mode=755"), ("memory", "cgroup", "memory"),
+              ("cpu,cpuacct", "cgroup", "cpu,cpuacct"), ("pids", "cgroup", "pids"),
               ("cpu", "symlink", "cpu,cpuacct"))
     host = _host(cgroup_mounts=mounts)
-    hardened = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], host, error_fd=3)
+    joins = ("/sys/fs/cgroup/memory/supervise/c1/leaf/tasks",
+             "/sys/fs/cgroup/cpu,cpuacct/supervise/c1/tasks")
+    hardened = _plan.compile_plan(_spec(harden_mounts=True, cgroup_join=joins), [5, 6], host,
+                                  error_fd=3)
     calls = [(fn, args) for fn, args, f in hardened.steps if "/sys/fs/cgroup" in f[1]]
     mount_args = [args for fn, args in calls if fn is _libc.libc.mount]
     assert mount_args[0][:3] == (b"tmpfs", b"/sys/fs/cgroup", b"tmpfs")
@@ -502,9 +506,17 @@ def test_the_cgroup_view_is_mounted_read_only_unless_privileged() -> None:
     assert mount_args[1][3] & _libc.MS_RDONLY and mount_args[1][4] == b"memory"
     assert mount_args[-1][3] & _libc.MS_REMOUNT and mount_args[-1][3] & _libc.MS_RDONLY
     assert (_plan._make_link, (b"cpu,cpuacct", b"/sys/fs/cgroup/cpu")) in calls
-    privileged = _plan.compile_plan(_spec(harden_mounts=False), [5, 6], host, error_fd=3)
+    # pids: no cgroup of its own there (the spawner's shared one): not mounted
+    assert not any(args[1] == b"/sys/fs/cgroup/pids" for args in mount_args)
+    privileged = _plan.compile_plan(_spec(harden_mounts=False, cgroup_join=joins), [5, 6], host,
+                                    error_fd=3)
     rw = [args for fn, args, f in privileged.steps
           if fn is _libc.libc.mount and b"/sys/fs/cgroup" in (args[1] or b"")]
     assert rw and not any(args[3] & _libc.MS_RDONLY for args in rw)
-    no_cgroupns = _plan.compile_plan(_spec(namespaces=["pid", "mnt"]), [5, 6], host, error_fd=3)
-    assert not any("/sys/fs/cgroup" in f[1] for _fn, _a, f in no_cgroupns.steps)
+    no_cgroupns = _plan.compile_plan(_spec(namespaces=["pid", "mnt"], cgroup_join=joins), [5, 6],
+                                     host, error_fd=3)
+    assert not any("container's /sys/fs/cgroup" in f[1] for _fn, _a, f in no_cgroupns.steps)
+    # a hierarchy where it has no cgroup of its own (the spawner's shared one) is not
+    # mounted: no view at all here
+    shared_only = _plan.compile_plan(_spec(harden_mounts=True), [5, 6], host, error_fd=3)
+    assert not any("container's /sys/fs/cgroup" in f[1] for _fn, _a, f in shared_only.steps)

@@ -191,6 +191,13 @@ def test_plan_gc() -> None:
     assert not _gc.plan_gc([live], lambda s: True, [dirs[0], dirs[5], dirs[6], dirs[7]])
     relaxed = _gc.plan_gc([], lambda s: True, [dirs[4], dirs[5]], min_age_s=1)
     assert relaxed.orphan_dirs == (f"{base}/{old_id}",)  # young0 was never looked at
+    # the cgroups supervisors kept their spawners in: a dead one's goes once empty
+    shared = [_gc.SharedDir(f"{base}/spawner-8-1-0", 8, alive=False, populated=False),
+              _gc.SharedDir(f"{base}/spawner-9-1-0", 9, alive=True, populated=False),
+              _gc.SharedDir(f"{base}/spawner-10-1-0", 10, alive=False, populated=True)]
+    with_shared = _gc.plan_gc([], lambda s: True, [], [], shared)
+    assert [d.pid for d in with_shared.dead_shared] == [8] and with_shared
+    assert _gc.shared_name(8, 1, 0) == "spawner-8-1-0"
 
 
 def test_destroy_dirs_refuses_foreign_paths() -> None:

@@ -41,6 +41,7 @@ def test_public_names_are_pinned() -> None:
             "LEAF",
             "DeviceRule",
             "parse_device_rule",
+            "limited_controllers",
             "StatsMode",
             "mount_of",
             "SUPERVISE_DIR",
