@@ -316,35 +316,27 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
             touched_parents.update(os.path.dirname(p) for p in stale.dirs)
         _strike(stale, state_dir)
         done(f"removed {stale.shown}")
-    for path in plan.orphan_dirs:
+    def remove_empty(path: str, why: str) -> bool:
+        """rmdir a cgroup no process uses (none is ever killed here); True if it went."""
         if cgroupfs.populated(path):
-            continue
+            return False
         try:
             cgroupfs.remove_empty_tree(path)
         except cgroupfs.CgroupError as exc:
             report.errors.append(str(exc))
-            continue
-        touched_parents.add(os.path.dirname(path))
-        done(f"removed cgroup {path}: no container uses it")
+            return False
+        done(f"removed cgroup {path}: {why}")
+        return True
+
+    for path in plan.orphan_dirs:
+        if remove_empty(path, "no container uses it"):
+            touched_parents.add(os.path.dirname(path))
     for leaf in plan.dead_leaves:
-        if os.path.exists(f"/proc/{leaf.pid}") or cgroupfs.populated(leaf.path):
-            continue
-        try:
-            cgroupfs.remove_empty_tree(leaf.path)
-        except cgroupfs.CgroupError as exc:
-            report.errors.append(str(exc))
-            continue
-        done(f"removed cgroup {leaf.path}: its supervisor (pid {leaf.pid}) is gone")
+        if not os.path.exists(f"/proc/{leaf.pid}"):
+            remove_empty(leaf.path, f"its supervisor (pid {leaf.pid}) is gone")
     for shared in plan.dead_shared:
-        if cgroupfs.populated(shared.path):
-            continue
-        try:
-            cgroupfs.remove_empty_tree(shared.path)
-        except cgroupfs.CgroupError as exc:
-            report.errors.append(str(exc))
-            continue
-        touched_parents.add(os.path.dirname(shared.path))
-        done(f"removed cgroup {shared.path}: its supervisor (pid {shared.pid}) is gone")
+        if remove_empty(shared.path, f"its supervisor (pid {shared.pid}) is gone"):
+            touched_parents.add(os.path.dirname(shared.path))
     # Our own "supervise" dirs, once empty, go too (as a supervisor's last container
     # does); a supervise creating one concurrently retries on ENOENT.
     for parent in sorted(touched_parents & own):
