@@ -175,7 +175,7 @@ def create_cgroup(
         if parent is None:
             prepare_v2_delegation(resolved)
         made = _make_chain(start, below, name, cpuset=False, v2=True)
-        cgroup = V2Cgroup(name, made[-1], leaf=leaf, owns_parent=owns)
+        cgroup = V2Cgroup(name, made[-1], leaf=leaf, leaf_exists=False, owns_parent=owns)
     else:
         placed = _v1_dirs(resolved, parent, v1_controllers)
         if not placed:

@@ -57,6 +57,8 @@ class V1Cgroup:
             self._leaf_dirs = frozenset(d for d in self.paths if _fs.exists(f"{d}/{leaf}"))
         else:
             self._leaf_dirs = frozenset(leaf_dirs)
+        # the leaves exist: found on disk, or (given) once make_leaf has made them
+        self._leaves_made = leaf_dirs is None
         self._inner = {c: self._in(d) for c, d in self._dirs.items()}
         inner = tuple(self._in(d) for d in outer)
         self._inner_unified = self._in(unified) if unified is not None else None
@@ -89,7 +91,8 @@ class V1Cgroup:
     def set_limits(self, limits: Limits) -> None:
         """Write each limit on the directories, then on the leaves that exist."""
         self._write_limits(limits, self._dirs)
-        made = {c: d for c, d in self._inner.items() if d != self._dirs[c] and _fs.exists(d)}
+        made = {c: d for c, d in self._inner.items()
+                if d != self._dirs[c]} if self._leaves_made else {}
         if made:
             self._write_limits(limits, made, only_these=True)
 
@@ -101,6 +104,7 @@ class V1Cgroup:
             return
         for directory in sorted(self._leaf_dirs):
             _fs.mkdir(self._in(directory))
+        self._leaves_made = True
         cpuset = self._inner.get("cpuset")
         if cpuset is not None and cpuset != self._dirs["cpuset"]:
             for filename in ("cpuset.cpus", "cpuset.mems"):

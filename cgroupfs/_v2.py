@@ -37,7 +37,8 @@ class V2Cgroup:
     """
 
     def __init__(self, name: str, path: str, *, leaf: str | None = None,
-                 owns_parent: bool) -> None:
+                 leaf_exists: bool | None = None, owns_parent: bool) -> None:
+        """leaf_exists None: look (a cgroup opened by its path)."""
         self.name = name
         self.path = path
         self.paths: tuple[str, ...] = (path,)
@@ -47,6 +48,8 @@ class V2Cgroup:
         self.join_files: tuple[str, ...] = ()
         self.v2_join_file: str | None = self.procs_files[0]
         self._owns_parent = owns_parent
+        self._leaf_made = (leaf is not None and _fs.exists(self.inner)
+                           if leaf_exists is None else leaf_exists)
 
     @property
     def leaf_paths(self) -> tuple[str, ...]:
@@ -58,7 +61,7 @@ class V2Cgroup:
     def set_limits(self, limits: Limits) -> None:
         """Write the limits on the directory, then (when it exists) on the leaf."""
         self._write_limits(limits, self.path)
-        if self._leaf is not None and _fs.exists(self.inner):
+        if self._leaf is not None and self._leaf_made:
             self._write_limits(limits, self.inner)
 
     def make_leaf(self, limits: Limits | None) -> None:
@@ -67,6 +70,7 @@ class V2Cgroup:
             return
         enable_controllers(self.path)
         _fs.mkdir(self.inner)
+        self._leaf_made = True
         if limits is not None:
             self._write_limits(limits, self.inner)
 

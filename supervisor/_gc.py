@@ -44,6 +44,7 @@ import cgroupfs
 
 from . import _state
 from ._ids import is_container_id
+from ._procfs import stat_fields
 from ._state import ContainerState
 
 MIN_ORPHAN_AGE_S = 60.0
@@ -217,8 +218,7 @@ def spawned_by_live_spawner(dirs: Sequence[str]) -> bool:
     pids = {int(pid) for top in dirs for directory, _subdirs, _files in os.walk(top)
             for pid in (_read(f"{directory}/cgroup.procs") or b"").split()}
     for pid in pids:
-        stat = _read(f"/proc/{pid}/stat") or b")"
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat_fields(pid) or []
         parent = int(fields[1]) if len(fields) > 1 else 0
         if parent not in pids and SPAWNER_MARK in (_read(f"/proc/{parent}/cmdline") or b""):
             return True

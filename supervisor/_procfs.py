@@ -15,3 +15,15 @@ def catches_signal(pid: int, sig: int) -> bool | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first);
+    None if the process is gone. The name may hold spaces and parentheses: the split is
+    after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()

@@ -29,6 +29,7 @@ from typing import Any
 
 from ._errors import SuperviseError
 from ._ids import is_container_id
+from ._procfs import stat_fields
 
 DEFAULT_STATE_DIR = "/run/supervise"
 JOURNAL_SUFFIX = ".journal"
@@ -136,14 +137,8 @@ def process_start_ticks(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None if gone,
     or a zombie: a dead PID 1 whose new parent has not reaped it yet must not count as
     running (and it still shows its v2 cgroup, so the cgroup check would pass)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    rest = stat[stat.rfind(b")") + 2:].split()
-    if rest[:1] in ([b"Z"], [b"X"]):
+    rest = stat_fields(pid)
+    if rest is None or rest[:1] in ([b"Z"], [b"X"]):
         return None
     try:
         return int(rest[19])

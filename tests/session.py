@@ -77,11 +77,9 @@ def processes_below(directories: list[str]) -> set[int]:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        stat = _read(f"/proc/{pid}/stat")
-    except OSError:
-        return True  # gone
-    return stat[stat.rfind(")") + 2:][:1] in ("Z", "X")
+    from supervisor._state import process_start_ticks  # None: gone, or a zombie
+
+    return process_start_ticks(pid) is None
 
 
 def _enable_controllers(directory: str) -> list[str]:

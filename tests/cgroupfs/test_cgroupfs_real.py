@@ -398,3 +398,21 @@ def test_open_for_clone_gives_the_v2_cgroup_and_nothing_on_plain_v1(
         assert os.path.samestat(os.fstat(fd), os.stat(where))
     finally:
         os.close(fd)
+
+
+@pytest.mark.cgroup_v2
+def test_later_limits_reach_the_leaf_too_whoever_opened_the_cgroup(
+    real_layout: cgroupfs.Layout, cgroup_name: str, made: list[cgroupfs.Cgroup]
+) -> None:
+    """A limit held outside the namespace and shown inside: set_limits after creation,
+    by the creator or by another opening it by its paths, writes both."""
+    require_controller(real_layout, "pids")
+    cgroup = cgroupfs.create_cgroup(cgroup_name, layout=real_layout, limits=Limits(pids_max=7))
+    made.append(cgroup)
+    outer = file_dir(cgroup, "pids.max")
+    leaf = os.path.join(outer, cgroupfs.LEAF)
+    assert read(outer, "pids.max") == read(leaf, "pids.max") == "7"
+    cgroup.set_limits(Limits(pids_max=6))
+    assert read(outer, "pids.max") == read(leaf, "pids.max") == "6"
+    cgroupfs.cgroup_at(list(cgroup.paths), layout=real_layout).set_limits(Limits(pids_max=5))
+    assert read(outer, "pids.max") == read(leaf, "pids.max") == "5"
