@@ -237,15 +237,19 @@ class _CloneArgs(ctypes.Structure):
         "tls", "set_tid", "set_tid_size", "cgroup")]
 
 
-def clone_into_cgroup(flags: int, cgroup_fd: int) -> int:
-    """clone3(CLONE_INTO_CGROUP | flags): a child (fork-like: 0 in it, its pid here)
-    born in the v2 cgroup that cgroup_fd opens, so it never migrates (a migration
-    takes a global lock, and after a quiet spell waits an RCU grace period). Only
-    for a single-threaded caller with no Python signal handlers: the raw syscall
-    skips glibc's and Python's at-fork work, which such a process does not need.
-    OSError as fork would raise it (ENOSYS, E2BIG or EINVAL: the kernel lacks it)."""
-    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD,
-                      cgroup=cgroup_fd)
+def clone3(flags: int, cgroup_fd: int | None = None) -> int:
+    """clone3(flags): a child (fork-like: 0 in it, its pid here); with cgroup_fd,
+    CLONE_INTO_CGROUP too, so the child is born in the v2 cgroup that cgroup_fd opens
+    and never migrates (a migration takes a global lock, and after a quiet spell waits
+    an RCU grace period). Only for a single-threaded caller with no Python signal
+    handlers: the raw syscall skips glibc's and Python's at-fork work, which such a
+    process does not need (and each child would pay for). OSError as fork would raise
+    it (ENOSYS, E2BIG or EINVAL: the kernel lacks clone3 or CLONE_INTO_CGROUP)."""
+    if cgroup_fd is None:
+        args = _CloneArgs(flags=flags, exit_signal=signal.SIGCHLD)
+    else:
+        args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD,
+                          cgroup=cgroup_fd)
     pid = int(_libc.syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))))
     if pid < 0:
         err = ctypes.get_errno()

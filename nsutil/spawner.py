@@ -14,8 +14,9 @@ in the records of `_messages`:
                                 record - the error names the field -, a spec exec
                                 could never take, its fds lost, or the fork failed)
 
-For each container it makes a PID namespace (unshare, fork, setns back; on
-cgroup v2 one clone3, which also makes the child inside its cgroup), so
+For each container it makes a PID namespace with one raw clone3 (which on
+cgroup v2 also makes the child inside its cgroup; before Linux 5.7: unshare,
+fork, setns back), so
 the child is PID 1 there and the spawner's own child: it watches the child's
 pidfd in its epoll set (no SIGCHLD handler), reaps it and reports the wait
 status. The child sets PR_SET_PDEATHSIG=SIGKILL, and the spawner sets
@@ -101,7 +102,7 @@ class Spawner:
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
-        self.clone3 = True  # until the kernel says it lacks clone3's CLONE_INTO_CGROUP
+        self.clone3 = True  # until the kernel says it lacks clone3 (or CLONE_INTO_CGROUP)
         self.device_programs: dict[tuple[tuple[str, int, int, str], ...], int] = {}
 
     def send(self, message: Record, fds: list[int] | None = None) -> None:
@@ -167,18 +168,20 @@ class Spawner:
     def _fork(self, entry: _Pending) -> int:
         """The child's pid; -errno if the fork failed. Never returns in the child."""
         new_pid_ns = entry.new_pid_ns
-        if entry.cgroup_fd is not None:
+        if self.clone3:
             try:
                 before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-                pid = _libc.clone_into_cgroup(_libc.CLONE_NEWPID if new_pid_ns else 0,
-                                              entry.cgroup_fd)
+                pid = _libc.clone3(_libc.CLONE_NEWPID if new_pid_ns else 0, entry.cgroup_fd)
                 entry.forked_ns = (before, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
             except OSError as exc:
                 if exc.errno not in (errno.ENOSYS, errno.E2BIG, errno.EINVAL):
                     return -(exc.errno or errno.EIO)
-                # A kernel before 5.7: fork, and the child joins as on v1.
+                # A kernel before 5.7 (or a seccomp filter refusing clone3): fork,
+                # and the child joins as on v1.
                 self.clone3 = False
-                entry.plan = _plan.compile_plan(entry.spec, entry.fds, self.host, entry.err_w)
+                if entry.cgroup_fd is not None:
+                    entry.plan = _plan.compile_plan(entry.spec, entry.fds, self.host,
+                                                    entry.err_w)
             else:
                 if pid == 0:
                     _init.child_main(entry.plan, entry.err_w)

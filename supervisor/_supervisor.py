@@ -74,6 +74,7 @@ class Supervisor:
         self._devnull: int | None = None
         self._shared: cgroupfs.Cgroup | None = None
         self._shared_devices = False
+        self._shared_unified = False  # the spawner sits in a hybrid host's unified tree
         self.layout: cgroupfs.Layout | None = None
 
     async def __aenter__(self) -> Supervisor:
@@ -167,9 +168,10 @@ class Supervisor:
     def _make_shared(self, layout: cgroupfs.Layout) -> cgroupfs.Cgroup | None:
         """v1: the cgroup the spawner sits in, in the hierarchies where a container
         needs none of its own (no limit, no figures: freezer, blkio, name=systemd, and
-        cpu, cpuset, pids and devices unless asked for), so that its containers,
-        born there, have their cgroup namespace rooted below supervise's own cgroup
-        and not the host's root, at no cost each. Docker's device rules hold there."""
+        cpu, cpuset, pids and devices unless asked for; and a hybrid host's unified
+        tree, which has no controllers), so that its containers, born there, have
+        their cgroup namespace rooted below supervise's own cgroup and not the host's
+        root, at no cost each. Docker's device rules hold there."""
         if layout.kind == "v2":
             return None
         own = {layout.v1_mounts[c] for c in PER_CONTAINER if c in layout.v1_mounts}
@@ -177,16 +179,19 @@ class Supervisor:
         if not shared:
             return None
         self._shared_devices = "devices" in shared
-        return cgroupfs.create_cgroup(
+        cgroup = cgroupfs.create_cgroup(
             shared_name(os.getpid(), self._own_start_ticks, next(_SERIALS)),
             parent=self._cgroup_parent,
             layout=layout, remove_parent=False,
-            leaf=None, v1_controllers=shared, unified=False,
+            leaf=None, v1_controllers=shared, unified=True,
             limits=cgroupfs.Limits(devices=DEFAULT_RULES) if self._shared_devices else None)
+        self._shared_unified = cgroup.v2_join_file is not None
+        return cgroup
 
     async def _place(self, client: SpawnerClient) -> None:
         if self._shared is not None:
-            await client.place(tuple(self._shared.join_files))
+            v2 = self._shared.v2_join_file
+            await client.place((*self._shared.join_files, *(() if v2 is None else (v2,))))
 
     def _remove_shared(self) -> None:
         """Once the spawner is gone (nothing is left in it then)."""
@@ -303,13 +308,17 @@ class Supervisor:
             # the end), so each container costs one mkdir per hierarchy.
             cgroup = cgroupfs.create_cgroup(
                 cid, limits=limits, parent=self._cgroup_parent, layout=self.layout,
-                remove_parent=False, v1_controllers=controllers)
+                remove_parent=False, v1_controllers=controllers,
+                # A privileged container can mount cgroup2: its namespace's root there
+                # is a cgroup of its own, not the spawner's (with its siblings in it).
+                unified=spec.privileged or not self._shared_unified)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
-        # On v2 (and a hybrid host's unified tree) the spawner makes PID 1 inside its
-        # cgroup (clone3 CLONE_INTO_CGROUP): no migration, so no global lock (and its
-        # RCU grace period). PID 1 joins the v1 hierarchies through their tasks files.
+        # On v2 the spawner makes PID 1 inside its cgroup (clone3 CLONE_INTO_CGROUP):
+        # no migration, so no global lock (and its RCU grace period). On v1 PID 1 is
+        # born in the spawner's shared cgroup (a hybrid host's unified tree included)
+        # and joins its own through their tasks files.
         owned: list[int] = []
         try:
             fds, stdio = self._stdio(spec)

@@ -169,8 +169,9 @@ async def test_every_hierarchy_roots_it_below_supervise_never_at_the_hosts_root(
     import cgroupfs
 
     layout = cgroupfs.detect_layout()
-    async with Supervisor() as sup:
-        container = await sup.start(ContainerSpec(["sleep", "30"]))
+
+    async def cgroups_of(sup: Supervisor, spec: ContainerSpec) -> tuple[str, dict[str, str]]:
+        container = await sup.start(spec)
         try:
             with anyio.fail_after(5):  # its setup (the joins among it) done: it runs sleep
                 while Path(f"/proc/{container.pid}/comm").read_text().strip() != "sleep":
@@ -179,12 +180,23 @@ async def test_every_hierarchy_roots_it_below_supervise_never_at_the_hosts_root(
         finally:
             container.kill()
             await container.wait()
-    own = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines}
-    assert own, lines
+        return container.id, {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines}
+
+    async with Supervisor() as sup:
+        cid, own = await cgroups_of(sup, ContainerSpec(["sleep", "30"]))
+        privileged_id, privileged = await cgroups_of(
+            sup, ContainerSpec(["sleep", "30"], privileged=True))
+    if layout.kind == "hybrid":
+        # The unified tree has no controllers: a container is born in the spawner's
+        # cgroup there, unless privileged (it may mount cgroup2: its own, then).
+        assert own[""].rstrip("/").split("/")[-1].startswith("spawner-"), own
+        assert privileged[""].rstrip("/").split("/")[-1] == privileged_id, privileged
+    container_id = cid
+    assert own
     for hierarchy, path in own.items():
         parts = path.strip("/").split("/")
         assert "supervise" in parts, (hierarchy, path)
         below = parts[parts.index("supervise") + 1:]
-        assert below and (below[0] == container.id or below[0].startswith("spawner-")), path
+        assert below and (below[0] == container_id or below[0].startswith("spawner-")), path
     if layout.kind != "v2":  # its figures: a memory cgroup of its own
-        assert own["memory"].rstrip("/").split("/")[-1] == container.id
+        assert own["memory"].rstrip("/").split("/")[-1] == container_id

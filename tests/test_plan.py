@@ -388,10 +388,10 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
     back to fork, with a plan that joins, and stops trying clone3."""
     from nsutil.spawner import Spawner
 
-    def no_clone3(flags: int, cgroup_fd: int) -> int:
+    def no_clone3(flags: int, cgroup_fd: int | None = None) -> int:
         raise OSError(errno.ENOSYS, "clone3: Function not implemented")
 
-    monkeypatch.setattr(_libc, "clone_into_cgroup", no_clone3)
+    monkeypatch.setattr(_libc, "clone3", no_clone3)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours, theirs:
         spawner = Spawner(theirs)
