@@ -13,7 +13,9 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
 
   batch     N jobs of `true`, each in its own namespaces, at concurrency 8:
             `supervise batch -j 8 -m 64m` (real cgroups; and with --security-opt
-            seccomp=unconfined, for what the filter costs), `xargs -P8 unshare
+            seccomp=unconfined, for what the filter costs; and containment's
+            CPU per job, measured as in single, against the CPU a job takes
+            here), `xargs -P8 unshare
             -fpmuin --mount-proc true` (the kernel floor), GNU `parallel -j8
             unshare ...`, and `xargs -P8 true` (the process floor). Jobs/s,
             median of R rounds, tools alternating within each round.
@@ -22,7 +24,11 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
             true` and `python -c 'import trio'` (the same interpreter: the
             language floor), and with --security-opt seccomp=unconfined; the
             default seccomp filter's compile (once a spawner) and install (once a
-            container). Median wall time of N interleaved runs.
+            container). Median wall time of N interleaved runs. What
+            containment costs a container, step by step with supervise's own
+            code (scripts/_bench_containment.py): PID 1's steps before exec,
+            grouped (median of N), and its cgroups made and removed, with and
+            without the leaf that holds its limits out of its reach.
   scale     N concurrent `sleep 30` containers (`--big`: 1000): time until all
             run; the supervisor's and the spawner's resident memory and its
             growth per container; that no interpreter is resident per container;
@@ -60,6 +66,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import _bench_containment
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -360,6 +368,13 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     seccomp_ms = (1 / sup - 1 / free) * 1000 if sup and free else None
     rep.add(Row(sec, "  the same, --security-opt seccomp=unconfined", free, "jobs/s"))
     rep.add(Row(sec, "  seccomp's cost per job (wall, at -j8)", seccomp_ms, "ms"))
+    cost = containment_costs(rep, max(rounds * 5, 15))
+    budget_us = (os.cpu_count() or 1) * 1e6 / net if net else None
+    share = cost / budget_us * 100 if cost is not None and budget_us else None
+    rep.add(Row(sec, "  containment's CPU per job (see single), of the CPU a job takes here",
+                share, "%"))
+    rep.metric(sec, "cpu_per_job_us", budget_us)
+    rep.metric(sec, "containment_share_percent", share)
     rep.add(Row(sec, "xargs -P8 unshare -fpmuin --mount-proc true", rate["xargs-unshare"],
                 "jobs/s"))
     rep.add(Row(sec, "parallel -j8 unshare -fpmuin --mount-proc true", rate["parallel"],
@@ -420,6 +435,20 @@ def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
     rep.add(Row(sec, "seccomp: installing it (once a container)", install_us, "us"))
     rep.metric(sec, "seccomp_compile_ms", compile_ms)
     rep.metric(sec, "seccomp_install_us", install_us)
+    containment_costs(rep, runs)
+    measured = _containment.get("measured") or {}
+    steps: dict[str, float] = measured.get("pid1_us", {})
+    for group, us in sorted(steps.items(), key=lambda item: -item[1]):
+        mark = " (containment)" if group in _bench_containment.CONTAINMENT_GROUPS else ""
+        rep.add(Row(sec, f"PID 1's steps: {group}{mark}", us, "us"))
+    if steps:
+        rep.add(Row(sec, "PID 1's steps: all, before exec", sum(steps.values()), "us"))
+    with_leaf, without = measured.get("cgroups_us"), measured.get("cgroups_without_leaf_us")
+    rep.add(Row(sec, "cgroups of a -m 64m container, made and removed", with_leaf, "us"))
+    rep.add(Row(sec, "  of which the leaf (delegation: limits out of reach)",
+                None if with_leaf is None or without is None else with_leaf - without, "us"))
+    rep.add(Row(sec, "containment per container: the steps marked, the leaf",
+                _containment.get("total_us"), "us"))
     rep.add(Row(sec, "unshare -fpmuin --mount-proc true", ms["unshare"], "ms",
                 ratio(sup, med["unshare"]), "supervise / unshare"))
     rep.add(Row(sec, "bwrap --unshare-all ... true", ms["bwrap"], "ms",
@@ -469,6 +498,36 @@ def seccomp_costs(runs: int = 21) -> tuple[float | None, float | None]:
         if ns >= 0:
             installs.append(ns / 1000)
     return median(compiles), median(installs) if installs else None
+
+
+_containment: dict[str, Any] = {}
+
+
+def containment_costs(rep: Report, runs: int) -> float | None:
+    """What a default container's containment costs (microseconds of CPU, measured
+    once a bench with _bench_containment: PID 1's containment steps and the cgroup
+    leaf); kept for the other section. Metrics under "single", containment_*."""
+    if "measured" not in _containment:
+        say(f"containment: {runs} containers' setup, step by step")
+        measured = _bench_containment.measure(runs, say)
+        _containment["measured"] = measured
+        steps = measured.get("pid1_us", {})
+        leaf = (measured["cgroups_us"] - measured["cgroups_without_leaf_us"]
+                if "cgroups_us" in measured else None)
+        total = (sum(us for group, us in steps.items()
+                     if group in _bench_containment.CONTAINMENT_GROUPS) + leaf
+                 if steps and leaf is not None else None)
+        _containment["total_us"] = total
+        for group, us in steps.items():
+            rep.metric("single", "containment_pid1_" + group.replace(" ", "_").replace(
+                ",", "").replace("/", "") + "_us", us)
+        rep.metric("single", "containment_pid1_total_us", sum(steps.values()) if steps else None)
+        rep.metric("single", "containment_cgroups_us", measured.get("cgroups_us"))
+        rep.metric("single", "containment_cgroups_without_leaf_us",
+                   measured.get("cgroups_without_leaf_us"))
+        rep.metric("single", "containment_total_us", total)
+    total_us: float | None = _containment.get("total_us")
+    return total_us
 
 
 # -- 3. scale --------------------------------------------------------------------------------

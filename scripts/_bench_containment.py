@@ -1,0 +1,165 @@
+"""What containment costs per container, step by step, measured with supervise's own code.
+
+Used by scripts/_bench.py (sections single and batch). Two sides:
+
+- The supervisor: the container's cgroups as `Supervisor._start` makes them for
+  `-m 64m` (its own cgroup in the hierarchies with figures or a limit, and the
+  `leaf` child that holds its processes, the root of its cgroup namespace), made and
+  removed; and the same without the leaf, so the leaf's share shows.
+- PID 1: the plan the spawner compiles for a default container (`nsutil._plan`), run
+  one step at a time in a child the spawner's way (clone3 into a new PID namespace),
+  each step timed and grouped by what it does: the keyring, joining the cgroups,
+  namespaces and lo, /proc, the cgroup view (`/sys/fs/cgroup`), /sys and /proc
+  hardening, stdio and hostname, capabilities, signals and fds, and seccomp. The child
+  stops before exec (the command's own cost is not containment). The first steps
+  (the death signal's prctl) also pay the child's first copy-on-write faults.
+
+Root only; everything it makes is removed before it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The groups of PID 1's steps that are containment: what docker's defaults stand for
+# (capabilities, a read-only /sys, a masked /proc) and what issue 11 added (keyring,
+# the cgroup view, seccomp). With the cgroup leaf, the containment a container costs.
+CONTAINMENT_GROUPS = ("keyring", "cgroup view", "hardening /sys, /proc", "capabilities",
+                      "seccomp")
+
+
+def group_of(step: str, what: str) -> str:
+    """The group a plan step belongs to, by its failure's step name and description."""
+    if step == "mount":
+        if "cgroup" in what:
+            return "cgroup view"
+        if what == "mounting /proc":
+            return "namespaces, /proc"
+        return "hardening /sys, /proc"
+    return {
+        "keyring": "keyring", "cgroup": "joining cgroups", "unshare": "namespaces, /proc",
+        "loopback": "lo up", "hostname": "stdio, hostname", "stdio": "stdio, hostname",
+        "capabilities": "capabilities", "user": "capabilities", "seccomp": "seccomp",
+        "signals": "signals, fds", "fds": "signals, fds", "prctl": "prctl",
+    }.get(step, "other")
+
+
+def _spec(cgroup: Any, loopback: bytes | None) -> Any:
+    from supervisor._spec import ContainerSpec
+
+    return ContainerSpec(["true"]).init_spec(
+        hostname="bench", cgroup_join=cgroup.join_files, cgroup_fd=None,
+        cgroup_v2_join=cgroup.v2_join_file, loopback_request=loopback, stdio=(0, 0, 0),
+        devices=None, device_cgroup_fd=None)
+
+
+def _timed_child(plan: Any, write_end: int) -> None:
+    """In the child: each step alone (with its failure policy), timed; the times go
+    up the pipe as JSON (write is allowed after seccomp too); never returns."""
+    from nsutil import _init
+
+    try:
+        times: list[tuple[str, int]] = []
+        for step in plan.steps:
+            _fn, _args, failure = step
+            t0 = time.perf_counter_ns()
+            _init.run_steps((step,))
+            times.append((group_of(failure[0], failure[1]), time.perf_counter_ns() - t0))
+        os.write(write_end, json.dumps(times).encode())
+        os._exit(0)
+    except BaseException as exc:  # report anything, never return
+        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+        os._exit(1)
+
+
+def pid1_steps(runs: int) -> dict[str, float]:
+    """Median microseconds per group of PID 1's steps, over runs children."""
+    sys.path.insert(0, str(ROOT))
+    import cgroupfs
+    from nsutil import _libc, _plan
+    from supervisor._loopback import loopback_up_request
+    from supervisor._state import cache_dir
+
+    layout = cgroupfs.detect_layout()
+    host = _plan.Host.learn()
+    loopback = loopback_up_request(cache_dir())
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    totals: dict[str, list[float]] = {}
+    try:
+        for n in range(runs):
+            cgroup = cgroupfs.create_cgroup(
+                f"bench-{os.getpid()}-{n}", limits=cgroupfs.Limits(memory_bytes=64 << 20),
+                layout=layout, remove_parent=False, v1_controllers={"memory", "cpuacct"})
+            try:
+                clone_fd = cgroup.open_for_clone() if layout.kind == "v2" else None
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                plan = _plan.compile_plan(_spec(cgroup, loopback), [devnull], host, write_end,
+                                          joined=clone_fd is not None)
+                pid = _libc.clone3(_libc.CLONE_NEWPID, clone_fd)
+                if pid == 0:
+                    _timed_child(plan, write_end)
+                os.close(write_end)
+                if clone_fd is not None:
+                    os.close(clone_fd)
+                with os.fdopen(read_end, "rb") as f:
+                    report = json.loads(f.read() or b"{}")
+                os.waitpid(pid, 0)
+            finally:
+                cgroup.destroy(timeout=5.0)
+            if isinstance(report, dict):
+                raise RuntimeError(f"PID 1's steps failed: {report.get('error')}")
+            run: dict[str, float] = {}
+            for group, ns in report:
+                run[group] = run.get(group, 0.0) + ns / 1000
+            for group, us in run.items():
+                totals.setdefault(group, []).append(us)
+    finally:
+        os.close(devnull)
+    return {group: statistics.median(values) for group, values in totals.items()}
+
+
+def cgroup_costs(runs: int) -> tuple[float, float]:
+    """Median microseconds to make and remove a `-m 64m` container's cgroups, with
+    the leaf (as supervise does) and without it."""
+    sys.path.insert(0, str(ROOT))
+    import cgroupfs
+
+    layout = cgroupfs.detect_layout()
+    limits = cgroupfs.Limits(memory_bytes=64 << 20)
+
+    def once(n: int, leaf: str | None) -> float:
+        t0 = time.perf_counter_ns()
+        cgroup = cgroupfs.create_cgroup(
+            f"bench-{os.getpid()}-{n}", limits=limits, layout=layout, remove_parent=False,
+            v1_controllers={"memory", "cpuacct"}, leaf=leaf, unified=False)
+        if not cgroup.remove_if_empty():
+            cgroup.destroy(timeout=5.0)
+        return (time.perf_counter_ns() - t0) / 1000
+
+    with_leaf: list[float] = []
+    without: list[float] = []
+    for n in range(runs):
+        with_leaf.append(once(n, cgroupfs.LEAF))
+        without.append(once(n, None))
+    return statistics.median(with_leaf), statistics.median(without)
+
+
+def measure(runs: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """Everything above: {"pid1_us": {group: us}, "cgroups_us": with leaf,
+    "cgroups_without_leaf_us": ...}; {"error": message} if it could not be measured."""
+    try:
+        steps = pid1_steps(runs)
+        with_leaf, without = cgroup_costs(runs)
+    except Exception as exc:  # a bench row left empty, with the reason
+        say(f"containment costs: {exc}")
+        return {"error": str(exc)}
+    return {"pid1_us": steps, "cgroups_us": with_leaf, "cgroups_without_leaf_us": without}
