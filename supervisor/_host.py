@@ -58,6 +58,25 @@ def read_host_file(path: str) -> str:
     return Path(path).read_text(encoding="utf-8", errors="surrogateescape")
 
 
+def readable_by(path: str, uid: int, gid: int) -> bool:
+    """Whether uid:gid, with no supplementary groups (as a container's user), may open
+    path for reading: judged by the kernel, in a child that becomes that user and
+    tries (permissions, ACLs, every directory on the way, read-only mounts alike)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
+            code = 0
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def require_root() -> None:
     """Namespaces and cgroups need root: say so before anything is set up."""
     if os.geteuid() != 0:

@@ -12,11 +12,12 @@ from collections.abc import Callable, Sequence
 
 from ._batch import BatchJob
 from ._errors import JobsFileError, UsageError
-from ._host import read_host_file
+from ._host import read_host_file, readable_by
 from ._jobs import Job
 from ._options import HostFacts, RunOptions, build_spec
 from ._privileges import PRIVILEGE_OPTIONS, Grant, beyond, grant_of
 from ._schedule import Admission
+from ._spec import ContainerSpec
 from ._units import format_bytes
 
 __all__ = ["batch_grant", "check_jobs"]
@@ -35,10 +36,14 @@ def batch_grant(defaults: RunOptions, host: HostFacts,
 
 def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admission, *,
                read_file: Callable[[str], str] = read_host_file,
-               ceiling: Grant | None = None) -> list[BatchJob]:
+               ceiling: Grant | None = None, batch_env_files: Sequence[str] = (),
+               readable: Callable[[str, int, int], bool] = readable_by) -> list[BatchJob]:
     """Each job's container spec, or JobsFileError with every bad line: a bad value, a
     memory limit that could never fit the admission's memory budget, or (given the
-    batch's own grant as ceiling) a privilege past it (see _privileges)."""
+    batch's own grant as ceiling) a privilege past it (see _privileges), a line's own
+    --env-file (after the batch's batch_env_files) among them: supervise reads it as
+    root, so a job that runs as another user may have only what that user could read
+    (judged by ``readable(path, uid, gid)``)."""
     checked: list[BatchJob] = []
     errors: list[str] = []
     for job in jobs:
@@ -50,6 +55,7 @@ def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admis
             continue
         if ceiling is not None:
             extra = beyond(ceiling, grant_of(spec), job.options)
+            extra += _unreadable(spec, job.options.env_files[len(batch_env_files):], readable)
             if extra:
                 verb = "needs" if len(extra) == 1 else "need"
                 errors.append(f"{path}:{job.line}: {' and '.join(extra)} {verb} "
@@ -68,3 +74,13 @@ def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admis
     if errors:
         raise JobsFileError(errors)
     return checked
+
+
+def _unreadable(spec: ContainerSpec, files: Sequence[str],
+                readable: Callable[[str, int, int], bool]) -> list[str]:
+    """A line's env files its job's user could not read itself (root reads anything)."""
+    if spec.user is None or spec.user[0] == 0:
+        return []
+    uid, gid = spec.user[0], spec.user[1]
+    return [f"--env-file {name} (which user {uid}:{gid} may not read)"
+            for name in dict.fromkeys(files) if not readable(name, uid, gid)]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,98 @@ def test_batch_refuses_a_privileged_line_unless_allowed(tmp_path: Path) -> None:
     bad = supervise("batch", str(jobs), "--no-live", "-u", "no-such-user-xyz")
     assert bad.returncode == 2
     assert bad.stderr.startswith("supervise: -u/--user no-such-user-xyz: no user")
+
+
+def test_a_lines_env_file_is_only_what_its_user_could_read() -> None:
+    """supervise reads env files as root: a line's own --env-file may give its job
+    only what the job's user could read itself (the batch's own --env-file is the
+    operator's to choose; a root job reads anything; --allow-privileged-jobs lifts it)."""
+    files = {"/etc/passwd": PASSWD, "/etc/group": GROUP, "/secret.env": "TOKEN=s3cret\n",
+             "/public.env": "A=1\n", "/batch.env": "B=2\n"}
+    asked: list[tuple[str, int, int]] = []
+
+    def readable(path: str, uid: int, gid: int) -> bool:
+        asked.append((path, uid, gid))
+        return path != "/secret.env"
+
+    text = ("--env-file /secret.env -- env\n--env-file /public.env -- env\n"
+            "-u 0 --env-file /secret.env -- env\n-- env\n")
+    for defaults, errors in [
+        (RunOptions(user="65534:65534", env_files=("/batch.env",)), [
+            "jobs.txt:1: --env-file /secret.env (which user 65534:65534 may not read) needs "
+            "--allow-privileged-jobs",
+            "jobs.txt:3: -u 0 needs --allow-privileged-jobs"]),
+        (RunOptions(env_files=("/secret.env",)), []),   # as root: anything
+    ]:
+        asked.clear()
+        jobs = parse_jobs(text, "jobs.txt", defaults=defaults, parse_options=parse_job_options)
+        check = dict(read_file=files.__getitem__, readable=readable,
+                     batch_env_files=defaults.env_files)
+        if errors:
+            with pytest.raises(JobsFileError) as caught:
+                check_jobs(jobs, "jobs.txt", HOST, Admission(max_jobs=2), **check,
+                           ceiling=batch_grant(defaults, HOST, files.__getitem__))
+            assert caught.value.errors == errors
+            # only the lines' own files, for the user each job runs as
+            assert asked == [("/secret.env", 65534, 65534), ("/public.env", 65534, 65534)]
+        else:
+            check_jobs(jobs, "jobs.txt", HOST, Admission(max_jobs=2), **check,
+                       ceiling=batch_grant(defaults, HOST, files.__getitem__))
+            assert asked == []
+        # --allow-privileged-jobs: no ceiling, no question
+        asked.clear()
+        assert len(check_jobs(jobs, "jobs.txt", HOST, Admission(max_jobs=2), **check)) == 4
+        assert asked == []
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may search (pytest's tmp_path lies below a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="supervise-test-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_readable_by_asks_the_kernel(open_dir: Path) -> None:
+    from supervisor._host import readable_by
+
+    tmp_path = open_dir
+    secret, public = tmp_path / "secret.env", tmp_path / "public.env"
+    secret.write_text("TOKEN=s3cret\n")
+    public.write_text("A=1\n")
+    secret.chmod(0o600)
+    public.chmod(0o644)
+    tmp_path.chmod(0o755)
+    assert not readable_by(str(secret), 65534, 65534)
+    assert readable_by(str(public), 65534, 65534)
+    os.chown(secret, 0, 65534)
+    secret.chmod(0o640)
+    assert readable_by(str(secret), 65534, 65534)  # by its group
+    tmp_path.chmod(0o700)                            # a directory on the way it cannot search
+    assert not readable_by(str(public), 65534, 65534)
+    assert not readable_by(str(tmp_path / "missing"), 65534, 65534)
+    tmp_path.chmod(0o755)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_batch_as_nobody_refuses_a_line_reading_roots_env_file(open_dir: Path) -> None:
+    tmp_path = open_dir
+    secret = tmp_path / "secret.env"
+    secret.write_text("TOKEN=s3cret\n")
+    secret.chmod(0o600)
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"--name leak --env-file {secret} -- env\n")
+    done = supervise("batch", str(jobs), "--no-live", "-u", "65534:65534")
+    assert done.returncode == 2
+    assert done.stderr == (f"supervise: {jobs}:1: --env-file {secret} (which user "
+                           "65534:65534 may not read) needs --allow-privileged-jobs\n")
+    assert "s3cret" not in done.stdout + done.stderr
+    secret.chmod(0o644)  # one it could read: the job runs, with it
+    done = supervise("batch", str(jobs), "--no-live", "-u", "65534:65534", "--logs",
+                     str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stderr
+    assert "TOKEN=s3cret" in (tmp_path / "logs" / "leak.out").read_text()

@@ -57,7 +57,8 @@ from ._flags import limit_options, parse_job_options
               help="Create the containers' cgroups below this one instead of our own.")
 @click.option("--allow-privileged-jobs", is_flag=True,
               help="Let a jobs-file line ask for more than these flags grant (--privileged, "
-                   "--cap-add, --security-opt, --device, --net host, another -u).")
+                   "--cap-add, --security-opt, --device, --net host, another -u, an --env-file "
+                   "the job's user could not read).")
 @limit_options
 def batch_command(**flags: Any) -> None:
     """Run each line of FILE (- for stdin) in its own limited container.
@@ -91,7 +92,8 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
             raise BatchUsageError(str(exc)) from exc
     jobs = check_jobs(parse_jobs(text, shown, defaults=options.defaults,
                                  parse_options=parse_job_options),
-                      shown, host, options.policy.admission, ceiling=ceiling)
+                      shown, host, options.policy.admission, ceiling=ceiling,
+                      batch_env_files=options.defaults.env_files)
     if not options.resume or options.results is None:
         return jobs, 0
     try:
