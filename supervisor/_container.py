@@ -19,15 +19,27 @@ from ._result import Result, classify, cpu_times, exit_code_from_wait_status, is
 from ._spawner_client import Spawned
 from ._spec import ContainerSpec
 
+_NOT_EMPTY = "not empty"
+
+
+def remove_empty_cgroup(cgroup: cgroupfs.Cgroup) -> str | None:
+    """remove_cgroup's quick path, on the loop: the error, None once removed, or
+    _NOT_EMPTY (then remove_cgroup must wait for it)."""
+    try:
+        return None if cgroup.remove_if_empty() else _NOT_EMPTY
+    except cgroupfs.CgroupError as exc:
+        return str(exc)
+
 
 async def remove_cgroup(cgroup: cgroupfs.Cgroup) -> str | None:
     """Remove a container's cgroup without blocking the event loop: one rmdir per
     directory when it is empty (the usual end: PID 1's namespace died with it), else
     kill, wait and remove in a worker thread (a process that lingers in the cgroup may
     take seconds). The error, if it could not be removed."""
+    error = remove_empty_cgroup(cgroup)
+    if error is not _NOT_EMPTY:
+        return error
     try:
-        if cgroup.remove_if_empty():
-            return None
         await anyio.to_thread.run_sync(cgroup.destroy)
     except cgroupfs.CgroupError as exc:
         return str(exc)
@@ -139,9 +151,11 @@ class Container:
         try:
             deadline = math.inf if self.spec.timeout is None else (
                 self._started_mono + self.spec.timeout)
-            with anyio.move_on_after(deadline - time.monotonic()
-                                     if deadline != math.inf else math.inf):
+            if deadline == math.inf:
                 await self._exited.wait()
+            else:
+                with anyio.move_on_after(deadline - time.monotonic()):
+                    await self._exited.wait()
             if not self._exited.is_set():
                 self._timed_out = True
                 await self.stop()
@@ -169,21 +183,23 @@ class Container:
             return self._result
         self._finishing = True
         try:
-            with anyio.CancelScope(shield=True):
-                stats: cgroupfs.Stats | None
-                try:
-                    stats = self.cgroup.stats("final")
-                except cgroupfs.CgroupError:
-                    stats = None
-                error = await remove_cgroup(self.cgroup)
-                if self._pidfd is not None:
-                    os.close(self._pidfd)
-                    self._pidfd = None
-                self._result = self._make_result(stats, error)
-                # A cgroup that could not be removed keeps its journal entry: `supervise
-                # gc` finds it there (with every hierarchy's path) once we are gone.
-                if self._on_end is not None:
-                    self._on_end(self, error is not None)
+            stats: cgroupfs.Stats | None
+            try:
+                stats = self.cgroup.stats("final")
+            except cgroupfs.CgroupError:
+                stats = None
+            error = remove_empty_cgroup(self.cgroup)
+            if error is _NOT_EMPTY:  # only then is there anything to wait for
+                with anyio.CancelScope(shield=True):
+                    error = await remove_cgroup(self.cgroup)
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+            self._result = self._make_result(stats, error)
+            # A cgroup that could not be removed keeps its journal entry: `supervise
+            # gc` finds it there (with every hierarchy's path) once we are gone.
+            if self._on_end is not None:
+                self._on_end(self, error is not None)
         finally:
             self._done.set()
         assert self._result is not None

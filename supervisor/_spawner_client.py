@@ -85,7 +85,11 @@ class SpawnerClient:
 
     async def _send(self, message: Record, fds: list[int]) -> None:
         packets = _proto.encode(to_wire(message), len(fds))
-        async with self._send_lock:
+        try:
+            self._send_lock.acquire_nowait()  # nobody mid-message: no need to yield
+        except anyio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
             for i, packet in enumerate(packets):
                 anc = _proto.fds_ancillary(fds) if i == 0 else []
                 while True:
@@ -96,6 +100,8 @@ class SpawnerClient:
                         await anyio.wait_writable(self._sock)
                     except OSError as exc:
                         raise SpawnerGone("the spawner is gone") from exc
+        finally:
+            self._send_lock.release()
 
     async def place(self, join: tuple[str, ...]) -> None:
         """Have the spawner join these cgroups (see nsutil's Place) before any spawn.

@@ -217,7 +217,8 @@ class Supervisor:
 
     async def _loopback_request(self) -> bytes:
         assert self._loopback_ready is not None
-        await self._loopback_ready.wait()
+        if not self._loopback_ready.is_set():  # (waiting on a set event still yields)
+            await self._loopback_ready.wait()
         if self._loopback is None:
             raise SuperviseError(self._loopback_error or "no loopback request")
         return self._loopback

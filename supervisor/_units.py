@@ -7,6 +7,7 @@ docker's where docker has them (``-m 1.5g``, ``--cpus 0.5``, ``--pids-limit -1``
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -89,6 +90,7 @@ def _flag_value(text: str) -> str:
     return quote_value(text)
 
 
+@functools.lru_cache(maxsize=256)  # a batch's lines mostly repeat a few sizes
 def parse_size(text: str) -> int:
     """Parse a byte size with docker's RAMInBytes rules: "64m", "1.5g", "64MiB", "1024"."""
     if len(text) > _MAX_NUMBER_TEXT:
