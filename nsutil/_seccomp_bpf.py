@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import struct
 
 from ._caps import CAPABILITIES
 from ._seccomp import (
     ACTIONS,
+    DEFAULT,
     LIBRARY,
     MISSING,
     Profile,
@@ -25,6 +27,7 @@ from ._seccomp import (
     machine,
     select_rules,
 )
+from ._seccomp_compact import compact_program, condition_sets, names_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,6 +83,8 @@ def libseccomp() -> Any:
         lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                                ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+        lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p  # malloc'd: freed
         _lib = lib
     return _lib
 
@@ -127,7 +132,7 @@ def compile_filter(profile: Profile, caps: Iterable[str],
                 number = lib.seccomp_syscall_resolve_name(name.encode())
                 if number == _NR_SCMP_ERROR:
                     continue
-                for conditions in _condition_sets(rule.args):
+                for conditions in condition_sets(rule.args):
                     array = (_ArgCmp * len(conditions))(*(
                         _ArgCmp(index, op, a, b) for index, op, a, b in conditions)
                     ) if conditions else None
@@ -186,16 +191,6 @@ def _newer_syscalls_stub(lib: Any, tokens: list[int], names: set[str]) -> bytes:
     return b"".join(stub)
 
 
-def _condition_sets(args: tuple[tuple[int, int, int, int], ...]
-                    ) -> list[tuple[tuple[int, int, int, int], ...]]:
-    """libseccomp takes one comparison per argument in a rule: comparisons of the same
-    argument become separate rules (either may hold), as runc makes them."""
-    indexes = [index for index, _op, _a, _b in args]
-    if len(set(indexes)) == len(indexes):
-        return [args]
-    return [(arg,) for arg in args]
-
-
 def _check(result: int, what: str) -> None:
     if result < 0:
         reason = ("a rule with another action is already there"
@@ -223,8 +218,50 @@ class Program:
 
 def prepare(text: str, capabilities: Iterable[int] | None) -> Program:
     """The filter a container gets: profile DEFAULT or a JSON profile's text, for the
-    capability numbers it keeps (None: all). ProfileError if it cannot be had."""
+    capability numbers it keeps (None: all). ProfileError if it cannot be had. Docker's
+    profile (DEFAULT) becomes the compact program (`_seccomp_compact`) when it can,
+    the same filter in a third of the instructions; any other profile, libseccomp's."""
     numbers = range(len(CAPABILITIES)) if capabilities is None else capabilities
     caps = [f"CAP_{CAPABILITIES[n]}" for n in numbers if n < len(CAPABILITIES)]
     profile = load_profile(text)
-    return Program(compile_filter(profile, caps), profile.flags)
+    code = compile_compact(profile, caps) if text == DEFAULT else None
+    return Program(code or compile_filter(profile, caps), profile.flags)
+
+
+def compile_compact(profile: Profile, caps: Iterable[str],
+                    machine_names: tuple[str, str] | None = None,
+                    kernel: tuple[int, int] | None = None) -> bytes | None:
+    """compile_filter's filter as `_seccomp_compact` builds it, with libseccomp's
+    syscall tables; None where that cannot be (then compile_filter's is the one)."""
+    lib = libseccomp()
+    native, docker_arch = machine_names or machine()
+    rules = select_rules(profile, caps, docker_arch,
+                         kernel or kernel_version(os.uname().release) or (0, 0))
+    tokens = [lib.seccomp_arch_native() if machine_names is None
+              else lib.seccomp_arch_resolve_name(native.encode())]
+    for arch in profile.architectures or profile.arch_map.get(native, ()):
+        token = lib.seccomp_arch_resolve_name(arch.encode())
+        if token in (0, _SCMP_ARCH_X32):
+            return None  # x32 shares x86_64's numbers: libseccomp's way only
+        if token not in tokens:
+            tokens.append(token)
+    arches = [(token, names_of(functools.partial(_syscall_name, lib, token)))
+              for token in tokens]
+    refusing = profile.default_action & 0xFFFF0000 in _REFUSING
+    return compact_program(rules, profile.default_action, arches,
+                           ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS, refusing)
+
+
+_free = ctypes.CDLL(None).free
+_free.argtypes = [ctypes.c_void_p]
+_free.restype = None
+
+
+def _syscall_name(lib: Any, token: int, number: int) -> str | None:
+    pointer = lib.seccomp_syscall_resolve_num_arch(token, number)
+    if not pointer:
+        return None
+    try:
+        return ctypes.string_at(pointer).decode()
+    finally:
+        _free(pointer)

@@ -7,6 +7,7 @@ hold; anything else is an error (the kernel's checker would refuse it too).
 
 from __future__ import annotations
 
+import functools
 import struct
 
 MASK32 = 0xFFFFFFFF
@@ -17,9 +18,14 @@ def seccomp_data(nr: int, arch: int, args: tuple[int, ...] = (0,) * 6, ip: int =
     return struct.pack("<iIQ6Q", nr, arch, ip, *args)
 
 
+@functools.lru_cache(maxsize=64)
+def _decode(program: bytes) -> tuple[tuple[int, int, int, int], ...]:
+    return tuple(struct.unpack_from("=HBBI", program, i) for i in range(0, len(program), 8))
+
+
 def run(program: bytes, data: bytes) -> int:
     """The value the program returns for data."""
-    code = [struct.unpack_from("=HBBI", program, i) for i in range(0, len(program), 8)]
+    code = _decode(program)
     a = x = 0
     mem = [0] * 16
     pc = 0

@@ -153,7 +153,7 @@ def test_a_docker_profile_reads_as_docker_reads_it() -> None:
     assert (mkdir.names, mkdir.action) == (("mkdir", "mkdirat"), 0x00050000 | 122)
     assert (chmod.names, chmod.action) == (("chmod",), 0x00050000 | errno.EPERM)
     # two comparisons of one argument: either holds (two rules, as runc adds them)
-    assert _seccomp_bpf._condition_sets(kill.args) == [((1, 4, 9, 0),), ((1, 4, 19, 0),)]
+    assert _seccomp_bpf.condition_sets(kill.args) == [((1, 4, 9, 0),), ((1, 4, 19, 0),)]
 
 
 def test_security_opt_values() -> None:
