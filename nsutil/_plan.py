@@ -85,11 +85,14 @@ class Host:
     (profile, capability set) among them."""
 
     __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "masked", "permitted",
-                 "readonly")
+                 "readonly", "spawner_pidfd")
 
     def __init__(self, bounding: int, permitted: int, readonly: tuple[str, ...],
                  masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...],
-                 cgroup_mounts: tuple[CgroupMount, ...] = ()) -> None:
+                 cgroup_mounts: tuple[CgroupMount, ...] = (),
+                 spawner_pidfd: int | None = None) -> None:
+        # the forking process's own pidfd, for its children to check (exit_if_spawner_gone)
+        self.spawner_pidfd = spawner_pidfd
         self.bounding = bounding
         self.permitted = permitted
         self.readonly = readonly
@@ -215,9 +218,13 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     index with no fd."""
     argv, env, namespaces = spec.argv, spec.env, spec.namespaces
     candidates, argv_array, envp_array = _exec_args(argv, env)
+    gone = (exit_if_spawner_gone, (-1 if host.spawner_pidfd is None else host.spawner_pidfd,
+                                   error_fd), ("prctl", "", IGNORE, None))
     steps: list[Step] = [
         (libc.prctl, (_libc.PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0),
          ("prctl", "set parent-death signal", FATAL, None)),
+        # A spawner that died before that signal was armed never sends it: look.
+        gone,
         # A session keyring of its own before anything else, privileged too (as runc):
         # the keys of the session that started supervise are not the container's.
         (join_new_session_keyring, (), ("keyring", "joining a new session keyring", FATAL,
@@ -269,7 +276,7 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     steps.extend(host.cached(("privileges", capabilities, user, no_new_privs),
                              lambda: _privilege_steps(capabilities, user, no_new_privs, host)))
     if user is not None:
-        steps.append((exit_if_reader_gone, (error_fd,), ("prctl", "", IGNORE, None)))
+        steps.append(gone)
     # After the user switch, as runc does: the user must be able to enter it.
     cwd = spec.cwd
     if cwd:
@@ -419,7 +426,7 @@ def _privilege_steps(capabilities: tuple[int, ...] | None, user: tuple[int, int]
     ambient are emptied. The user switch comes before capset, so it works even with
     SETUID/SETGID dropped; leaving uid 0 empties the effective and permitted sets, so a
     non-root user ends with no capabilities. A credential change clears the
-    parent-death signal: it is armed again (and `exit_if_reader_gone` follows)."""
+    parent-death signal: it is armed again (and `exit_if_spawner_gone` follows)."""
     steps: list[Step] = []
     keep = _caps.mask(capabilities) if capabilities is not None else None
     if keep is not None:
@@ -537,12 +544,19 @@ def bring_loopback_up(request: bytes, reply: Any) -> int:
     raise OSError(errno.EPROTO, "unexpected netlink reply")
 
 
-def exit_if_reader_gone(fd: int) -> int:
-    """After a user switch: the parent-death signal, armed again, would not come if
-    the spawner died in between. It holds the error pipe's only read end; with it
-    gone, poll reports POLLERR on our write end."""
+def exit_if_spawner_gone(pidfd: int, error_fd: int) -> int:
+    """After arming the parent-death signal (first, and again after a user switch,
+    which clears it): a spawner that died before it was armed never sends it. Its own
+    pidfd (inherited, -1 without one) is readable once it has exited; without one, the
+    error pipe: the spawner holds its read end (so, until they exec, may siblings of a
+    group forked together), with it gone poll reports POLLERR on our write end."""
     poller = select.poll()
-    poller.register(fd, 0)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+        if poller.poll(0):
+            os._exit(125)
+        return 0
+    poller.register(error_fd, 0)
     if any(ev & select.POLLERR for _fd, ev in poller.poll(0)):
         os._exit(125)
     return 0

@@ -102,6 +102,10 @@ class Spawner:
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
+        # Close-on-exec: each child looks at it (is the spawner still there?), then
+        # execs. Before Linux 5.3 the error pipe tells instead (less surely).
+        with contextlib.suppress(OSError):
+            self.host.spawner_pidfd = os.pidfd_open(os.getpid())
         self.clone3 = True  # until the kernel says it lacks clone3 (or CLONE_INTO_CGROUP)
         self.device_programs: dict[tuple[tuple[str, int, int, str], ...], int] = {}
 

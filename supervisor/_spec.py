@@ -79,6 +79,13 @@ class ContainerSpec:
             return None
         return tuple(_caps.effective_set(self.cap_add, self.cap_drop))
 
+    def can_mount(self) -> bool:
+        """Whether it may mount file systems (privileged, or CAP_SYS_ADMIN, which docker's
+        seccomp profile then lets mount): a cgroup mount inside would show the root of
+        its cgroup namespace, so that must be a cgroup of its own in every hierarchy."""
+        caps = self.capabilities()
+        return caps is None or _caps.CAP_NUMBER["SYS_ADMIN"] in caps
+
     def device_rules(self, tty_device: int | None) -> tuple[DeviceRule, ...] | None:
         """The devices it may use (None: all, privileged); tty_device: its terminal's
         device number, with tty=True."""

@@ -298,9 +298,14 @@ class Supervisor:
         # one elsewhere (see _make_shared), docker's device rules included, unless
         # its rules differ: then a devices cgroup of its own holds them (none at all,
         # privileged). v2: one directory, and a BPF program for the devices.
-        controllers = {*PER_CONTAINER, *cgroupfs.limited_controllers(spec.limits)}
+        # One that can mount has a cgroup of its own everywhere: mounted inside, a
+        # hierarchy shows its namespace's root, never the spawner's (siblings in it).
+        can_mount = spec.can_mount()
+        controllers = ({*self.layout.v1_mounts} if can_mount else
+                       {*PER_CONTAINER, *cgroupfs.limited_controllers(spec.limits)})
         limits = spec.limits
-        if not on_v2 and not (devices == DEFAULT_RULES and self._shared_devices):
+        if not on_v2 and (can_mount or not (devices == DEFAULT_RULES
+                                             and self._shared_devices)):
             controllers.add("devices")
             if devices is not None:
                 limits = dataclasses.replace(limits, devices=devices)
@@ -310,9 +315,7 @@ class Supervisor:
             cgroup = cgroupfs.create_cgroup(
                 cid, limits=limits, parent=self._cgroup_parent, layout=self.layout,
                 remove_parent=False, v1_controllers=controllers,
-                # A privileged container can mount cgroup2: its namespace's root there
-                # is a cgroup of its own, not the spawner's (with its siblings in it).
-                unified=spec.privileged or not self._shared_unified)
+                unified=can_mount or not self._shared_unified)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)

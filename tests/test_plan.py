@@ -56,7 +56,7 @@ def test_the_steps_follow_the_spec_in_order() -> None:
         harden_mounts=True, capabilities=(0, 5), user=(1000, 100), no_new_privs=True,
         cwd="/tmp"), [7, 8], _host(), error_fd=9)
     names = _names(plan)
-    assert names[:6] == ["prctl", "keyring", "cgroup", "unshare", "loopback", "mount"]
+    assert names[:7] == ["prctl", "prctl", "keyring", "cgroup", "unshare", "loopback", "mount"]
     order = [names.index(n) for n in ("mount", "hostname", "stdio", "capabilities", "user",
                                       "chdir", "signals", "fds")]
     assert order == sorted(order), names
@@ -81,8 +81,8 @@ def test_the_steps_follow_the_spec_in_order() -> None:
 
 def test_privileged_and_bare_specs_leave_steps_out() -> None:
     plan = _plan.compile_plan(init_spec(), [5], _host(), error_fd=3)
-    assert _names(plan) == ["prctl", "keyring", "stdio", "stdio", "stdio", "stdio", "signals",
-                            "signals", "fds"]
+    assert _names(plan) == ["prctl", "prctl", "keyring", "stdio", "stdio", "stdio", "stdio",
+                            "signals", "signals", "fds"]
     privileged = _plan.compile_plan(_spec(capabilities=None), [5, 6], _host(), error_fd=3)
     assert "capabilities" not in _names(privileged)
     assert "loopback" not in _names(privileged)  # no request given
@@ -173,6 +173,29 @@ def _run_plan(spec: InitSpec, host: _plan.Host) -> tuple[int, bytes, StepReport 
     with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
         output, report = out.read(), err.read()
     return os.waitstatus_to_exitcode(status), output, step_report(report)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_child_whose_spawner_died_before_its_death_signal_was_armed_exits() -> None:
+    """The parent-death signal is armed by the child's first step: a spawner that dies
+    between the fork and that step never sends it. The next step looks (the spawner's
+    own pidfd, readable once it has exited) and the child exits before anything else;
+    a live spawner's lets it run."""
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    pidfd = os.pidfd_open(dead)
+    os.waitpid(dead, 0)
+    alive = os.pidfd_open(os.getpid())
+    try:
+        spec = init_spec(argv=("sh", "-c", "echo ran"))
+        code, output, report = _run_plan(spec, _host(spawner_pidfd=pidfd))
+        assert (code, output, report) == (125, b"", None)
+        code, output, _report = _run_plan(spec, _host(spawner_pidfd=alive))
+        assert (code, output) == (0, b"ran\n")
+    finally:
+        os.close(pidfd)
+        os.close(alive)
 
 
 def _replace(spec: InitSpec, **changes: Any) -> InitSpec:
@@ -418,6 +441,8 @@ def test_without_clone3_into_cgroup_the_spawner_forks_and_the_child_joins(
         assert report.message == "joining /no/such/cgroup/tasks: No such file or directory"
         for pidfd in list(spawner.by_pidfd):
             os.close(pidfd)
+        assert spawner.host.spawner_pidfd is not None
+        os.close(spawner.host.spawner_pidfd)
         os.close(spawner.own_pid_ns)
         spawner.epoll.close()
 
