@@ -45,12 +45,12 @@ V1_LIVE_STATS_FILES = (
 )
 V2_LIVE_STATS_FILES = ("memory.current", "memory.max", "memory.stat", "cpu.stat", "pids.current")
 # What a finished container's result needs: peak memory, OOM kills, user and system
-# CPU time (each file of a new cgroup costs its first open ~20 us: no cpuacct.usage).
+# CPU time (each file of a new cgroup costs its first open ~20 us: no cpuacct.usage, and
+# user and system from the one file that has both, per CPU).
 V1_FINAL_STATS_FILES = (
     "memory.max_usage_in_bytes",
     "memory.oom_control",
-    "cpuacct.usage_user",
-    "cpuacct.usage_sys",
+    "cpuacct.usage_all",
 )
 V2_FINAL_STATS_FILES = ("memory.peak", "memory.events", "cpu.stat")
 
@@ -128,8 +128,8 @@ def parse_v1_stats(
     """Stats from cgroup v1 files, keyed by file name (see ``V1_STATS_FILES``).
 
     ``cpuacct.stat`` counts USER_HZ ticks (``clk_tck``, default
-    ``os.sysconf("SC_CLK_TCK")``); ``cpuacct.usage_user``/``usage_sys`` are
-    nanoseconds and preferred when present.
+    ``os.sysconf("SC_CLK_TCK")``); ``cpuacct.usage_user``/``usage_sys``, or else
+    ``cpuacct.usage_all`` (the same, per CPU), are nanoseconds and preferred.
     """
     memory_stat = parse_flat_keyed(files.get("memory.stat"))
     oom_control = parse_flat_keyed(files.get("memory.oom_control"))
@@ -141,6 +141,8 @@ def parse_v1_stats(
 
     user_ns = _int(files.get("cpuacct.usage_user"))
     system_ns = _int(files.get("cpuacct.usage_sys"))
+    if user_ns is None or system_ns is None:
+        user_ns, system_ns = _usage_all(files.get("cpuacct.usage_all"))
     if user_ns is None or system_ns is None:
         ticks = parse_flat_keyed(files.get("cpuacct.stat"))
         hz = clk_tck or os.sysconf("SC_CLK_TCK")
@@ -167,6 +169,26 @@ def parse_v1_stats(
         throttled_ns=cpu_stat.get("throttled_time"),
         sampled_at_ns=sampled_at_ns,
     )
+
+
+def _usage_all(text: str | None) -> tuple[int | None, int | None]:
+    """User and system nanoseconds summed over the CPUs of cpuacct.usage_all
+    ("cpu user system" and a line per CPU); (None, None) if it is not that."""
+    if text is None:
+        return None, None
+    lines = text.split("\n")
+    if lines[0].split() != ["cpu", "user", "system"]:
+        return None, None
+    user = system = 0
+    for line in lines[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            return None, None
+        user += int(fields[1])
+        system += int(fields[2])
+    return user, system
 
 
 def parse_v2_stats(files: Mapping[str, str], *, sampled_at_ns: int | None = None) -> Stats:

@@ -182,6 +182,19 @@ def test_parse_v1_stats_from_kernel_files() -> None:
     )
 
 
+def test_parse_v1_stats_takes_user_and_system_from_usage_all() -> None:
+    """A finished container's figures read one file for both (cpuacct.usage_all, a
+    line per CPU): the same sums as cpuacct.usage_user and usage_sys; ticks if neither."""
+    files = {n: text(f"v1/{n}") for n in ("cpuacct.usage_all", "cpuacct.stat")}
+    stats = cgroupfs.parse_v1_stats(files)
+    assert (stats.cpu_user_ns, stats.cpu_system_ns) == (
+        int(text("v1/cpuacct.usage_user")), int(text("v1/cpuacct.usage_sys")))
+    for broken in ("cpu user\n0 1\n", "cpu user system\n0 1 x\n", ""):
+        stats = cgroupfs.parse_v1_stats({"cpuacct.usage_all": broken,
+                                         "cpuacct.stat": "user 3\nsystem 4\n"}, clk_tck=100)
+        assert (stats.cpu_user_ns, stats.cpu_system_ns) == (30_000_000, 40_000_000)
+
+
 def test_parse_v1_stats_prefers_hierarchical_inactive_file() -> None:
     files = {"memory.stat": "inactive_file 4096\ntotal_inactive_file 8192\n"}
     assert cgroupfs.parse_v1_stats(files).memory_inactive_file_bytes == 8192
