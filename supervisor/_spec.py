@@ -77,7 +77,7 @@ class ContainerSpec:
         """The capability numbers the command keeps; None: all (privileged)."""
         if self.privileged:
             return None
-        return tuple(_caps.effective_set(self.cap_add, self.cap_drop))
+        return _kept_capabilities(tuple(self.cap_add), tuple(self.cap_drop))
 
     def can_mount(self) -> bool:
         """Whether it may mount file systems (privileged, or CAP_SYS_ADMIN, which docker's
@@ -118,6 +118,11 @@ class ContainerSpec:
                  r.access) for r in devices),
             device_cgroup_fd=device_cgroup_fd,
         )
+
+
+@functools.lru_cache(maxsize=64)  # a batch's jobs share a few: asked 3 times a container
+def _kept_capabilities(cap_add: tuple[str, ...], cap_drop: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(_caps.effective_set(cap_add, cap_drop))
 
 
 @functools.lru_cache(maxsize=16)
