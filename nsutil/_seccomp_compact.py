@@ -58,7 +58,8 @@ Run = tuple[int, Verdict]  # (first number, what applies from there on)
 
 
 class _Asm:
-    """Instructions with forward jumps to labels, resolved at the end."""
+    """Instructions with forward conditional jumps to labels, resolved at the end (for
+    a syscall's argument tests; the tree's jumps are counted as it is built)."""
 
     def __init__(self) -> None:
         self.code: list[tuple[int, int, object, object]] = []  # (op, k, jt, jf)
@@ -79,9 +80,7 @@ class _Asm:
                     offsets.append(target)
                 else:
                     offsets.append(self.labels[target] - i - 1)
-            if code == _JA:
-                k, offsets = offsets[0], [0, 0]
-            if not all(0 <= o <= _MAX_JUMP for o in offsets) or k < 0:
+            if not all(0 <= o <= _MAX_JUMP for o in offsets):
                 return None
             out.append(struct.pack("=HBBI", code, offsets[0], offsets[1], k))
         return b"".join(out)
