@@ -37,8 +37,11 @@ async def remove_cgroup(cgroup: cgroupfs.Cgroup) -> str | None:
     kill, wait and remove in a worker thread (a process that lingers in the cgroup may
     take seconds). The error, if it could not be removed."""
     error = remove_empty_cgroup(cgroup)
-    if error is not _NOT_EMPTY:
-        return error
+    return await _destroy_cgroup(cgroup) if error is _NOT_EMPTY else error
+
+
+async def _destroy_cgroup(cgroup: cgroupfs.Cgroup) -> str | None:
+    """remove_cgroup's slow path, in a worker thread."""
     try:
         await anyio.to_thread.run_sync(cgroup.destroy)
     except cgroupfs.CgroupError as exc:
@@ -191,7 +194,7 @@ class Container:
             error = remove_empty_cgroup(self.cgroup)
             if error is _NOT_EMPTY:  # only then is there anything to wait for
                 with anyio.CancelScope(shield=True):
-                    error = await remove_cgroup(self.cgroup)
+                    error = await _destroy_cgroup(self.cgroup)
             if self._pidfd is not None:
                 os.close(self._pidfd)
                 self._pidfd = None
