@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._messages import (
         Exited,
         Failed,
+        FsView,
         InitSpec,
         Place,
         Placed,
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "EXIT_NOT_EXECUTABLE": "._init", "EXIT_NOT_FOUND": "._init",
     "EXIT_SETUP_FAILED": "._init", "StepError": "._init", "child_main": "._init",
-    "Exited": "._messages", "Failed": "._messages", "InitSpec": "._messages",
+    "Exited": "._messages", "Failed": "._messages", "FsView": "._messages",
+    "InitSpec": "._messages",
     "Place": "._messages", "Placed": "._messages", "Record": "._messages",
     "Shutdown": "._messages", "Spawn": "._messages",
     "Started": "._messages", "StepReport": "._messages", "WireError": "._messages",
@@ -67,6 +69,7 @@ __all__ = [
     "Decoder",
     "Exited",
     "Failed",
+    "FsView",
     "Host",
     "InitSpec",
     "Place",

@@ -251,6 +251,24 @@ def _check_for(annotation: str) -> Check:
 
 
 # -- the records ---------------------------------------------------------------------
+class FsView(Record, kind="fsview"):
+    """The file system a container sees instead of the host's as it is (mounted by its
+    PID 1, in its own mount namespace, in this order)."""
+
+    #: every mount it inherits made read-only (recursively: each one below too)
+    read_only: bool
+    #: a /dev of its own (docker's minimal set, a new devpts, mqueue), not the host's
+    dev: bool
+    #: device nodes made in that /dev: (path, st_mode with the type bits, st_rdev)
+    device_nodes: tuple[tuple[str, int, int], ...]
+    #: private tmpfs mounts: (path, MS_* flags, mount data, whether the path must exist;
+    #: a default one on a path the host lacks is skipped)
+    tmpfs: tuple[tuple[str, int, str, bool], ...]
+    #: bind mounts: (host path, container path, read-only, host path is a directory),
+    #: each taken from the host's tree before it is made read-only
+    volumes: tuple[tuple[str, str, bool, bool], ...]
+
+
 class InitSpec(Record, kind="init"):
     """What a container's PID 1 is to become; the spawner compiles it into a plan
     (`_plan.compile_plan`) before it forks. Indexes (``stdio``, ``cgroup_fd``) are
@@ -291,6 +309,8 @@ class InitSpec(Record, kind="init"):
     #: to the cgroup whose directory is fd #device_cgroup_fd (v1: the devices files)
     devices: tuple[tuple[str, int, int, str], ...] | None
     device_cgroup_fd: int | None
+    #: a file system view of its own (None: the host's, as it is: --fs host)
+    filesystem: FsView | None
 
 
 class Spawn(Record, kind="spawn"):

@@ -22,6 +22,7 @@ import errno
 import os
 import select
 import signal
+import stat
 import struct
 
 from . import _caps, _libc
@@ -74,6 +75,11 @@ _HIDDEN = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
 # field order; a zeroed sigset_t is the empty set. Sized past glibc's (152 and 128 bytes).
 _DEFAULT_ACTION = ctypes.create_string_buffer(256)
 _EMPTY_SET = ctypes.create_string_buffer(256)
+
+
+# Nothing mounted inside may propagate back to the host.
+_PRIVATE_ROOT: Step = (libc.mount, (None, b"/", None, _libc.MS_REC | _libc.MS_PRIVATE, None),
+                       ("mount", "making / private", FATAL, None))
 
 
 class Host:
@@ -254,11 +260,33 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         reply = ctypes.create_string_buffer(4096)
         steps.append((bring_loopback_up, (lo_request, reply),
                       ("loopback", "bringing up lo", FATAL, None)))
+    fs = spec.filesystem if "mnt" in namespaces else None
     if "mnt" in namespaces:
         proc, harden = "pid" in namespaces, spec.harden_mounts
         view = _own_view(host.cgroup_mounts, spec.cgroup_join) if "cgroup" in namespaces else ()
-        steps.extend(host.cached(("mounts", proc, harden, view),
-                                 lambda: _mount_steps(proc, harden, host, view)))
+        steps.append(_PRIVATE_ROOT)
+        volume_fds: list[int] = []
+        console: list[int] | None = None
+        if fs is not None:
+            # Each volume is taken from the host's tree as it is, before that is made
+            # read-only (a bind mount would copy the read-only flag; clearing it again
+            # would also clear it where the host's own mounts have it).
+            for host_path, inside, read_only, _is_dir in fs.volumes:
+                steps.append((open_volume, (os.fsencode(host_path), read_only, volume_fds),
+                              ("volume", f"-v {host_path}:{inside}", FATAL, None)))
+            terminal = _terminal_path(spec, fds) if fs.dev else None
+            if terminal is not None:  # its own /dev/console, taken before /dev is covered
+                console = []
+                steps.append((open_volume, (terminal, False, console),
+                              ("mount", "making /dev/console its terminal", FATAL, None)))
+        shape = None if fs is None else (fs.read_only, fs.dev, fs.tmpfs)
+        may_unmount = spec.capabilities is None or _caps.CAP_NUMBER["SYS_ADMIN"] in (
+            spec.capabilities)
+        steps.extend(host.cached(("mounts", proc, harden, view, shape, may_unmount),
+                                 lambda: _mount_steps(proc, harden, host, view, shape,
+                                                      may_unmount)))
+        if fs is not None:
+            steps.extend(_per_container_fs_steps(fs, volume_fds, console))
     hostname = spec.hostname
     if hostname and "uts" in namespaces:
         raw = hostname.encode()
@@ -332,22 +360,102 @@ def _own_view(mounts: tuple[CgroupMount, ...], joins: tuple[str, ...]
                          or (m[1] == "symlink" and m[2] in own)))
 
 
-def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, ...]
-                 ) -> list[Step]:
+FsShape = tuple[bool, bool, tuple[tuple[str, int, str, bool], ...]]
+
+
+def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, ...],
+                 fs: FsShape | None, may_unmount: bool) -> list[Step]:
+    """The mounts every container of this shape makes, after / is private (and its
+    volumes are taken): the host's tree read-only, a fresh /proc, its cgroups, docker's
+    masks, a /dev and tmpfs mounts of its own (fs: FsView's read_only, dev, tmpfs)."""
+    steps: list[Step] = []
+    read_only = fs is not None and fs[0]
+    if read_only:
+        steps.append((libc.syscall, _libc.mount_setattr_rdonly_args("/"),
+                      ("mount", "making the host's tree read-only", SETATTR, "/")))
     failure = ("mount", "mounting /proc", FATAL, None)
-    # Nothing mounted inside may propagate back to the host.
-    steps: list[Step] = [(libc.mount, (None, b"/", None, _libc.MS_REC | _libc.MS_PRIVATE, None),
-                          failure)]
     if proc:
+        if fs is not None and may_unmount:
+            # The host's /proc out of the way: unmounting the container's own must not
+            # show it (the command may unmount).
+            steps.append((libc.umount2, (b"/proc", _libc.MNT_DETACH),
+                          ("mount", "unmounting the host's /proc", SKIP_MISSING, None)))
         steps.append((libc.mount, (b"proc", b"/proc", b"proc", _HIDDEN, None), failure))
     if view:
         steps.extend(_cgroup_view_steps(view, read_only=harden))
-    if not harden:
-        return steps
-    # /sys read-only (every mount below it too), and /proc as docker leaves it: some
-    # paths read-only, some masked. In this mount namespace only.
-    steps.append((libc.syscall, _libc.mount_setattr_rdonly_args("/sys"),
-                  ("mount", "making /sys read-only", SETATTR, "/sys")))
+    if harden:
+        steps.extend(_hardening_steps(host, sys_read_only=not read_only))
+    if fs is not None:
+        steps.extend(_private_fs_steps(fs[1], fs[2]))
+    return steps
+
+
+# docker's /dev: these nodes (all 0666), links and directories, on a tmpfs of its own.
+DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+             ("urandom", 1, 9), ("tty", 5, 0))
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+             ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
+DEV_DIRS = ("pts", "shm", "mqueue")
+_TTY_GID = 5  # the tty group's id in Debian's, Fedora's, Alpine's... /etc/group
+
+
+def _private_fs_steps(dev: bool, tmpfs: tuple[tuple[str, int, str, bool], ...]
+                      ) -> list[Step]:
+    steps: list[Step] = []
+    if dev:
+        failure = ("mount", "making the container's /dev", FATAL, None)
+        steps += [
+            (libc.mount, (b"tmpfs", b"/dev", b"tmpfs", _libc.MS_NOSUID | _libc.MS_NOEXEC,
+                          b"mode=755,size=65536k"), failure),
+            (make_dev, (), failure),
+            (libc.mount, (b"devpts", b"/dev/pts", b"devpts", _libc.MS_NOSUID | _libc.MS_NOEXEC,
+                          f"newinstance,ptmxmode=0666,mode=0620,gid={_TTY_GID}".encode()),
+             ("mount", "mounting the container's /dev/pts", FATAL, None)),
+            (libc.mount, (b"mqueue", b"/dev/mqueue", b"mqueue", _HIDDEN, None),
+             ("mount", "mounting the container's /dev/mqueue", FATAL, None)),
+        ]
+    for path, flags, data, required in tmpfs:
+        steps.append((libc.mount, (b"tmpfs", path.encode(), b"tmpfs", flags, data.encode()),
+                      ("mount", f"mounting a tmpfs on {path}", FATAL if required else
+                       SKIP_MISSING, None)))
+    return steps
+
+
+def _terminal_path(spec: InitSpec, fds: list[int]) -> bytes | None:
+    """The host path of the terminal a -t container gets (None: none, or unnamed)."""
+    if not spec.tty or not 0 <= spec.stdio[0] < len(fds):
+        return None
+    try:
+        return os.fsencode(os.ttyname(fds[spec.stdio[0]]))
+    except OSError:
+        return None
+
+
+def _per_container_fs_steps(fs: Any, volume_fds: list[int], console: list[int] | None
+                            ) -> list[Step]:
+    """Its device nodes and terminal in its /dev, and its volumes attached."""
+    steps: list[Step] = []
+    if fs.dev:
+        for path, mode, rdev in fs.device_nodes:
+            steps.append((make_node, (os.fsencode(path), mode, rdev),
+                          ("devices", f"making the device node {path}", FATAL, None)))
+    if console is not None:
+        steps.append((attach_volume, (console, 0, b"/dev/console", False),
+                      ("mount", "making /dev/console its terminal", FATAL, None)))
+    for index, (host_path, target, _read_only, is_dir) in enumerate(fs.volumes):
+        steps.append((attach_volume, (volume_fds, index, os.fsencode(target), is_dir),
+                      ("volume", f"-v {host_path}:{target}", FATAL, None)))
+    return steps
+
+
+def _hardening_steps(host: Host, *, sys_read_only: bool) -> list[Step]:
+    """/sys read-only (every mount below it too), and /proc as docker leaves it: some
+    paths read-only, some masked. In this mount namespace only."""
+    steps: list[Step] = []
+    if sys_read_only:
+        steps.append((libc.syscall, _libc.mount_setattr_rdonly_args("/sys"),
+                      ("mount", "making /sys read-only", SETATTR, "/sys")))
     for path in host.readonly:
         raw = path.encode()
         failure = ("mount", f"making {path} read-only", SKIP_MISSING, None)
@@ -397,6 +505,56 @@ def _cgroup_view_steps(mounts: tuple[CgroupMount, ...], *, read_only: bool) -> l
         steps.append((libc.mount, (None, root, None, _libc.MS_REMOUNT | _HIDDEN | ro, data),
                       ("mount", f"making the container's {CGROUP_ROOT} read-only", FATAL, None)))
     return steps
+
+
+def open_volume(path: bytes, read_only: bool, fds: list[int]) -> int:
+    fds.append(_libc.open_tree_clone(path, read_only))
+    return 0
+
+
+def attach_volume(fds: list[int], index: int, target: bytes, is_dir: bool) -> int:
+    """Attach the volume taken as fds[index] at target, made there first if missing
+    (in a tmpfs of the container's: the host's tree is read-only)."""
+    fd = fds[index]
+    try:
+        if not os.path.lexists(target):
+            os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+            if is_dir:
+                os.mkdir(target, 0o755)
+            else:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        _libc.move_mount(fd, target)
+    finally:
+        os.close(fd)
+    return 0
+
+
+def make_dev() -> int:
+    """docker's /dev in the fresh tmpfs there: DEV_NODES, DEV_LINKS, DEV_DIRS."""
+    old = os.umask(0)
+    try:
+        for name, major, minor in DEV_NODES:
+            os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        for name, target in DEV_LINKS:
+            os.symlink(target, f"/dev/{name}")
+        for name in DEV_DIRS:
+            os.mkdir(f"/dev/{name}", 0o755)
+    finally:
+        os.umask(old)
+    return 0
+
+
+def make_node(path: bytes, mode: int, rdev: int) -> int:
+    """A device node the container was given (--device), its directories made."""
+    old = os.umask(0)
+    try:
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # one of DEV_NODES, given again
+        os.mknod(path, mode, rdev)
+    finally:
+        os.umask(old)
+    return 0
 
 
 def _make_dir(path: bytes) -> int:

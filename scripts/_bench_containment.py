@@ -33,13 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # The groups of PID 1's steps that are containment: what docker's defaults stand for
 # (capabilities, a read-only /sys, a masked /proc) and what issue 11 added (keyring,
 # the cgroup view, seccomp). With the cgroup leaf, the containment a container costs.
-CONTAINMENT_GROUPS = ("keyring", "cgroup view", "hardening /sys, /proc", "capabilities",
+CONTAINMENT_GROUPS = ("keyring", "cgroup view", "hardening /sys, /proc", "file system view",
+                      "capabilities",
                       "seccomp")
 
 
 def group_of(step: str, what: str) -> str:
     """The group a plan step belongs to, by its failure's step name and description."""
     if step == "mount":
+        if what.startswith(("making / private", "making the host's tree", "unmounting the host",
+                            "making the container's /dev", "mounting the container's /dev",
+                            "mounting a tmpfs", "making /dev/console")):
+            return "file system view"
         if "cgroup" in what:
             return "cgroup view"
         if what == "mounting /proc":
@@ -59,7 +64,7 @@ def _spec(cgroup: Any, loopback: bytes | None) -> Any:
     return ContainerSpec(["true"]).init_spec(
         hostname="bench", cgroup_join=cgroup.join_files, cgroup_fd=None,
         cgroup_v2_join=cgroup.v2_join_file, loopback_request=loopback, stdio=(0, 0, 0),
-        devices=None, device_cgroup_fd=None)
+        devices=None, device_cgroup_fd=None, cwd=os.getcwd())
 
 
 def _timed_child(plan: Any, write_end: int) -> None:

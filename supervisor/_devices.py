@@ -39,6 +39,8 @@ class Device:
     host_path: str
     container_path: str
     rule: DeviceRule
+    mode: int = 0o20666  # st_mode of the host's node (type and permission bits)
+    rdev: int = 0
 
 
 def parse_device(text: str) -> Device:
@@ -67,12 +69,11 @@ def parse_device(text: str) -> Device:
         kind = "b"
     else:
         raise UsageError(f"--device {host}: not a device node")
-    if inside != host:
-        raise UsageError(f"--device {text}: the device is seen at its host path inside "
-                         f"(the container shares the host's /dev); use --device {host}")
+    if inside == "/dev" or not inside.startswith("/dev/"):
+        raise UsageError(f"--device {text}: the path inside is below /dev")
     rule = DeviceRule(kind, os.major(st.st_rdev), os.minor(st.st_rdev),
                       "".join(a for a in "rwm" if a in access))
-    return Device(host, inside, rule)
+    return Device(host, inside, rule, st.st_mode, st.st_rdev)
 
 
 def device_rules(devices: tuple[Device, ...], *, privileged: bool, tty: int | None

@@ -30,7 +30,8 @@ def host_facts() -> HostFacts:
         cpus = cpus & parse_cpu_list_file(online) or cpus
     nodes = _read("/sys/devices/system/node/online")
     mems = parse_cpu_list_file(nodes) if nodes else frozenset({0})
-    return HostFacts(cpu_count=len(cpus), cpus=cpus, mems=mems, environ=dict(os.environ))
+    return HostFacts(cpu_count=len(cpus), cpus=cpus, mems=mems, environ=dict(os.environ),
+                     cwd=os.getcwd())
 
 
 def available_memory() -> int:

@@ -17,6 +17,16 @@ from nsutil import _caps, _seccomp
 from ._devices import parse_device
 from ._env import build_environment, default_environment, parse_env_assignment, parse_env_file
 from ._errors import UsageError
+from ._fsview import (
+    DEFAULT_SHM_SIZE,
+    Tmpfs,
+    Volume,
+    host_isdir,
+    parse_shm_size,
+    parse_tmpfs,
+    parse_volume,
+    private_mounts,
+)
 from ._spec import ContainerSpec, check_seccomp_profile
 from ._units import (
     parse_cpu_shares,
@@ -38,6 +48,9 @@ class HostFacts:
     cpus: frozenset[int]
     mems: frozenset[int]
     environ: Mapping[str, str]
+    cwd: str = "/"
+    #: for -v: whether a host path is a directory (None: it does not exist)
+    isdir: Callable[[str], bool | None] = host_isdir
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,10 @@ class RunOptions:
     init: bool = False
     security_opt: Sequence[str] = field(default_factory=tuple)
     device: Sequence[str] = field(default_factory=tuple)
+    volumes: Sequence[str] = field(default_factory=tuple)
+    tmpfs: Sequence[str] = field(default_factory=tuple)
+    shm_size: str | None = None
+    fs: Literal["view", "host"] = "view"
 
 
 def _flagged(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
@@ -244,6 +261,22 @@ def build_spec(
     security = parse_security_opts(opts.security_opt, read_file)
     # docker: HOME is the user's home from passwd, "/" for a user not in it
     home = None if user is None else (user.home or "/")
+    devices = tuple(parse_device(text) for text in opts.device)
+    volumes = tuple(parse_volume(text, host.cwd, host.isdir) for text in opts.volumes)
+    tmpfs = tuple(parse_tmpfs(text) for text in opts.tmpfs)
+    shm_size = DEFAULT_SHM_SIZE if opts.shm_size is None else parse_shm_size(opts.shm_size)
+    if opts.fs == "host":
+        if volumes or tmpfs or opts.shm_size is not None:
+            raise UsageError("--fs host shows the host's files as they are: -v, --tmpfs and "
+                             "--shm-size need the default --fs view")
+        moved = next((d for d in devices if d.container_path != d.host_path), None)
+        if moved is not None:
+            raise UsageError(f"--device {moved.host_path}:{moved.container_path}: with --fs "
+                             "host the container shares the host's /dev; a device is seen "
+                             "at its host path")
+    _check_overlaps(volumes, tmpfs)
+    if opts.fs == "view":
+        _check_mount_points(volumes, tmpfs, host.isdir)
     return ContainerSpec(
         argv=list(argv),
         name=opts.name,
@@ -262,8 +295,41 @@ def build_spec(
         init=opts.init,
         seccomp=security.seccomp,
         no_new_privileges=security.no_new_privileges,
-        devices=tuple(parse_device(text) for text in opts.device),
+        devices=devices,
+        fs=opts.fs,
+        volumes=volumes,
+        tmpfs=tmpfs,
+        shm_size=shm_size,
     )
+
+
+def _check_mount_points(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs],
+                        isdir: Callable[[str], bool | None]) -> None:
+    """A volume's path must exist in the host's tree, which the container sees
+    read-only, unless it is below a tmpfs of the container's own (made there)."""
+    private = private_mounts(tmpfs)
+    for volume in volumes:
+        where = volume.container
+        if isdir(where) is None and not any(
+                where.startswith(p + "/") for p in private):
+            raise UsageError(
+                f"-v {volume.host}:{where}: {where} does not exist, and the container sees "
+                "the host's files read-only: mount on an existing path, or below /tmp, "
+                "/var/tmp, /run or a --tmpfs")
+    for mount in tmpfs:
+        if isdir(mount.path) is None and not any(
+                mount.path.startswith(p + "/") for p in private):
+            raise UsageError(f"--tmpfs {mount.path}: no such directory in the host's files "
+                             "(which the container sees read-only)")
+
+
+def _check_overlaps(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs]) -> None:
+    seen: dict[str, str] = {}
+    given = [(v.container, "-v") for v in volumes] + [(t.path, "--tmpfs") for t in tmpfs]
+    for path, flag in given:
+        if path in seen:
+            raise UsageError(f"{flag} {path}: {seen[path]} mounts there already")
+        seen[path] = flag
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ started with --allow-privileged-jobs. Both are judged by the specs they make (so
   line may not trade the batch's profile for its own, or for none), and dropping the
   batch's no-new-privileges; a --device the batch lacks, unless it is privileged;
 - --net host, where the batch's containers have a network of their own;
+- --fs host, where the batch's see the host's files read-only; a -v of a host path
+  outside the batch's own volumes, or read-write inside one of its read-only ones;
 - a user (uid or gid) other than the batch's, unless the batch runs as root able to
   become anyone (uid 0 with SETUID and SETGID, or privileged): a batch as nobody
   forbids -u 0, -u root and -u nobody:0 alike.
@@ -35,7 +37,7 @@ __all__ = ["PRIVILEGE_OPTIONS", "Grant", "beyond", "grant_of"]
 
 #: the RunOptions fields that bear on privilege (those RunOptions has are used)
 PRIVILEGE_OPTIONS = ("privileged", "cap_add", "cap_drop", "user", "net", "security_opt",
-                     "devices", "device")
+                     "devices", "device", "fs", "volumes")
 _EVERY_CAPABILITY = frozenset(range(len(_caps.CAPABILITIES)))
 _SWITCH_USER = frozenset({_caps.CAP_NUMBER["SETUID"], _caps.CAP_NUMBER["SETGID"]})
 
@@ -51,6 +53,8 @@ class Grant:
     seccomp: object  # the filter it runs under (None: unconfined, privileged too)
     no_new_privs: bool
     devices: frozenset[str]
+    fs_host: bool = False
+    volumes: tuple[tuple[str, str, bool], ...] = ()  # (host, container, read-only)
 
     @property
     def may_become_anyone(self) -> bool:
@@ -65,7 +69,13 @@ def grant_of(spec: ContainerSpec) -> Grant:
         user=spec.user or (0, 0), net_host=spec.network == "host",
         seccomp=None if spec.privileged else getattr(spec, "seccomp", None),
         no_new_privs=not spec.privileged or bool(getattr(spec, "no_new_privileges", False)),
-        devices=frozenset(str(d) for d in getattr(spec, "devices", ())))
+        devices=frozenset(str(d) for d in getattr(spec, "devices", ())),
+        fs_host=getattr(spec, "fs", "view") == "host",
+        volumes=tuple((v.host, v.container, v.read_only) for v in getattr(spec, "volumes", ())))
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _names(numbers: Iterable[int]) -> str:
@@ -110,6 +120,13 @@ def beyond(batch: Grant, line: Grant, options: RunOptions) -> list[str]:
         found.append(f"--device {','.join(sorted(line.devices - batch.devices))}")
     if line.net_host and not batch.net_host:
         found.append("--net host")
+    if line.fs_host and not batch.fs_host:
+        found.append("--fs host")
+    if not batch.fs_host:
+        for host, container, read_only in line.volumes:
+            if not any(_within(host, top) and (read_only or not top_ro)
+                       for top, _inside, top_ro in batch.volumes):
+                found.append(f"-v {host}:{container}:{'ro' if read_only else 'rw'}")
     if line.user != batch.user and not batch.may_become_anyone:
         found.append(f"-u {options.user or '0:0'}")
     return found

@@ -14,6 +14,7 @@ from nsutil import _caps, _seccomp
 from nsutil._messages import InitSpec
 
 from ._devices import Device, device_rules
+from ._fsview import DEFAULT_SHM_SIZE, Tmpfs, Volume, fs_view, working_directory
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -58,6 +59,12 @@ class ContainerSpec:
     seccomp: str | None = _seccomp.DEFAULT
     no_new_privileges: bool = False
     devices: Sequence[Device] = ()
+    #: "view": the host's tree read-only, scratch and /dev of its own, volumes; "host":
+    #: the host's tree as it is, writable
+    fs: Literal["view", "host"] = "view"
+    volumes: Sequence[Volume] = ()
+    tmpfs: Sequence[Tmpfs] = ()
+    shm_size: int = DEFAULT_SHM_SIZE
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -68,6 +75,11 @@ class ContainerSpec:
             raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
         if self.seccomp not in (None, _seccomp.DEFAULT):
             check_seccomp_profile(self.seccomp)  # ValueError (ProfileError) if it is not one
+        if self.fs == "host" and (self.volumes or self.tmpfs):
+            raise ValueError("--fs host shows the host's tree as it is: no -v or --tmpfs")
+        if self.fs == "host" and any(d.container_path != d.host_path for d in self.devices):
+            raise ValueError("with --fs host a device is seen at its host path (the "
+                             "container shares the host's /dev)")
 
     def seccomp_profile(self) -> str | None:
         """The profile PID 1 installs (InitSpec.seccomp); None: unconfined."""
@@ -98,13 +110,21 @@ class ContainerSpec:
         self, *, hostname: str, cgroup_join: Sequence[str], cgroup_fd: int | None,
         cgroup_v2_join: str | None, loopback_request: bytes | None,
         stdio: tuple[int, int, int], devices: tuple[DeviceRule, ...] | None,
-        device_cgroup_fd: int | None,
+        device_cgroup_fd: int | None, cwd: str,
     ) -> InitSpec:
         """What the container's init (nsutil's spawner) is sent: stdio, cgroup_fd and
         device_cgroup_fd are indexes into the fds that travel with it; devices, the
-        rules the spawner's filter holds (v2; None on v1, whose cgroup files do)."""
+        rules the spawner's filter holds (v2; None on v1, whose cgroup files do); cwd,
+        the caller's directory (where the command starts without -w)."""
+        workdir, filesystem = self.workdir, None
+        if self.fs == "view":
+            workdir, shown = working_directory(self.workdir, cwd, self.volumes, self.tmpfs)
+            filesystem = fs_view(
+                volumes=(*self.volumes, shown) if shown is not None else self.volumes,
+                tmpfs=self.tmpfs, shm_size=self.shm_size, dev=not self.privileged,
+                device_nodes=tuple((d.container_path, d.mode, d.rdev) for d in self.devices))
         return InitSpec(
-            argv=tuple(self.argv), env=dict(self.env), cwd=self.workdir, hostname=hostname,
+            argv=tuple(self.argv), env=dict(self.env), cwd=workdir, hostname=hostname,
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
             cgroup_v2_join=cgroup_v2_join,
             loopback_request=loopback_request, tty=self.tty, stdio=stdio,
@@ -117,6 +137,7 @@ class ContainerSpec:
                 (r.kind, -1 if r.major is None else r.major, -1 if r.minor is None else r.minor,
                  r.access) for r in devices),
             device_cgroup_fd=device_cgroup_fd,
+            filesystem=filesystem,
         )
 
 

@@ -340,6 +340,7 @@ class Supervisor:
                 cgroup_v2_join=cgroup.v2_join_file, loopback_request=loopback, stdio=stdio,
                 devices=devices if device_fd is not None else None,
                 device_cgroup_fd=None if device_fd is None else fds.index(device_fd),
+                cwd=os.getcwd(),
             )
             started_at = time.time()
             client, spawned = await self._spawn(cid, init, fds)

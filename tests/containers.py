@@ -13,8 +13,25 @@ from typing import Any
 from nsutil import _proto, spawner_command
 from nsutil._messages import InitSpec, Record, Spawn, from_wire, to_wire
 from supervisor import ContainerSpec, Result, Supervisor
+from supervisor._fsview import Volume
 
 PYTHON = sys.executable
+# A script's start: attempt(act) is 'ok' or the errno's name act raised.
+ATTEMPT = """
+import errno, json, os, socket, sys
+def attempt(act):
+    try:
+        act()
+        return 'ok'
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+"""
+
+
+def shown(path: object, read_only: bool = False) -> list[Volume]:
+    """volumes= for a ContainerSpec that sees path (a test's tmp_path: below /tmp,
+    which a container sees a tmpfs of its own at) at its own path."""
+    return [Volume(str(path), str(path), read_only, True)]
 
 
 def _read_all(fd: int) -> bytes:
@@ -64,7 +81,7 @@ def init_spec(**changes: Any) -> InitSpec:
         "loopback_request": None,
         "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
         "harden_mounts": False, "user": None, "init": False,
-        "devices": None, "device_cgroup_fd": None, "seccomp": None}
+        "devices": None, "device_cgroup_fd": None, "seccomp": None, "filesystem": None}
     fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
     return InitSpec(**fields)
 

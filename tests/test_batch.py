@@ -42,7 +42,8 @@ def test_the_example_batch(tmp_path: Path) -> None:
 gzip -9 -k {data}
 """)
     results, logs = tmp_path / "results.jsonl", tmp_path / "logs"
-    done = supervise("batch", str(jobs), "-j", "4", "--results", str(results), "--logs", str(logs))
+    done = supervise("batch", str(jobs), "-j", "4", "-v", ".", "--results", str(results),
+                     "--logs", str(logs), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     got = by_name(results)
     assert set(got) == {"small", "hog", "spin", "job-5"}

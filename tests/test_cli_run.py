@@ -86,7 +86,7 @@ def test_missing_and_not_executable_commands(tmp_path: Path) -> None:
         "supervise: exec 'no-such-command-xyz': No such file or directory\n")
     script = tmp_path / "script"
     script.write_text("#!/bin/sh\n")
-    denied = supervise("run", "--", str(script))
+    denied = supervise("run", "-v", f"{tmp_path}:{tmp_path}", "--", str(script))
     assert denied.returncode == 126
     assert "Permission denied" in denied.stderr
 
@@ -107,7 +107,7 @@ def test_env_env_file_and_workdir(tmp_path: Path) -> None:
     env_file.write_text("# comment\nFROM_FILE=file value\nOVERRIDDEN=file\n\n")
     done = supervise(
         "run", "--env-file", str(env_file), "-e", "OVERRIDDEN=flag", "-e", "FROM_HOST",
-        "-w", str(tmp_path), "--", "sh", "-c",
+        "-w", str(tmp_path), "-v", f"{tmp_path}:{tmp_path}", "--", "sh", "-c",
         'echo "$FROM_FILE|$OVERRIDDEN|$FROM_HOST|$PWD|$HOSTNAME"',
         env={**os.environ, "FROM_HOST": "host value"},
     )

@@ -14,7 +14,7 @@ import pytest
 import cgroupfs
 from supervisor import ContainerSpec, Limits, SuperviseError, Supervisor
 
-from .containers import PYTHON, run_capture
+from .containers import PYTHON, run_capture, shown
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("root_only")]
 
@@ -64,7 +64,8 @@ async def test_mount_inside_is_invisible_outside(tmp_path: Path) -> None:
         result, out, _ = await run_capture(
             sup, ["sh", "-c", f"mount -t tmpfs none {target} && touch {target}/inside "
                   f"&& grep -c ' {target} ' /proc/self/mountinfo"],
-            cap_add=["SYS_ADMIN"])  # mounting needs it; the default set lacks it
+            cap_add=["SYS_ADMIN"],  # mounting needs it; the default set lacks it
+            volumes=shown(tmp_path))
     assert result.exit_code == 0 and out.strip() == "1"
     assert str(target) not in Path("/proc/self/mountinfo").read_text()
     assert not (target / "inside").exists()
@@ -161,7 +162,8 @@ async def test_environment_and_workdir(tmp_path: Path) -> None:
     async with Supervisor() as sup:
         _, out, _ = await run_capture(
             sup, ["sh", "-c", 'echo "$GREETING|$PWD|$PATH"'],
-            env={"GREETING": "hello world", "PATH": "/usr/bin:/bin"}, workdir=str(tmp_path))
+            env={"GREETING": "hello world", "PATH": "/usr/bin:/bin"}, workdir=str(tmp_path),
+            volumes=shown(tmp_path))
     assert out.strip() == f"hello world|{tmp_path}|/usr/bin:/bin"
 
 
@@ -182,7 +184,7 @@ async def test_exit_status_signal_and_exec_failures(tmp_path: Path) -> None:
         protected, _, _ = await run_capture(sup, ["sh", "-c", "kill -USR1 $$; sleep 0.2"])
         child, _, _ = await run_capture(sup, ["sh", "-c", "sh -c 'kill -KILL $$'; exit $?"])
         missing, _, _ = await run_capture(sup, ["no-such-command-xyz"])
-        denied, _, _ = await run_capture(sup, [str(script)])
+        denied, _, _ = await run_capture(sup, [str(script)], volumes=shown(tmp_path))
     assert (status.exit_code, status.status) == (3, "failed")
     assert (protected.exit_code, protected.status) == (0, "ok")
     assert child.exit_code == 137

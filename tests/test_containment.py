@@ -7,9 +7,8 @@ backend users get from the CLI.
 
 Issue 11's escapes, each as root, as nobody and --privileged (which restores what
 docker's restores): the supervisor's keyrings, an --init PID 1's memory under
-`batch -j 2`, the state and cache directories. What issue 12's filesystem view closes
-(a root container writing /run/supervise) is marked xfail(strict): it turns into a
-failure, to drop the mark, once that lands. Forged state records are in test_ps_kill_stop_gc,
+`batch -j 2`, the state and cache directories (out of sight: the container's /run is
+its own, test_containment_fs). Forged state records are in test_ps_kill_stop_gc,
 jobs-file privileges in test_privileges.
 """
 
@@ -41,10 +40,12 @@ from supervisor._errors import UsageError
 from supervisor._options import parse_capabilities, parse_user
 
 from .containers import (
+    ATTEMPT,
     PYTHON,
     init_spec,
     run_capture,
     send_spawn,
+    shown,
     spawner_message,
     spawner_process,
     supervise,
@@ -317,9 +318,11 @@ async def test_privileged_keeps_every_capability_and_may_mount(tmp_path: Path) -
     mount = ["sh", "-c", f"mount -t tmpfs none {target} && echo mounted"]
     async with Supervisor() as sup:
         got = await _json_of(sup, CAPS_SCRIPT, privileged=True)
-        priv, out, err = await run_capture(sup, mount, privileged=True)
-        added, added_out, added_err = await run_capture(sup, mount, cap_add=["CAP_SYS_ADMIN"])
-        plain, _, _ = await run_capture(sup, mount)
+        seen = shown(tmp_path)
+        priv, out, err = await run_capture(sup, mount, privileged=True, volumes=seen)
+        added, added_out, added_err = await run_capture(sup, mount, cap_add=["CAP_SYS_ADMIN"],
+                                                        volumes=seen)
+        plain, _, _ = await run_capture(sup, mount, volumes=seen)
     assert int(got["CapEff"], 16) == _own_caps("CapEff")
     assert int(got["CapBnd"], 16) == _own_caps("CapBnd")
     assert got["NoNewPrivs"] == "0"
@@ -538,7 +541,8 @@ async def test_init_still_reports_exec_failures(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\n")
     async with Supervisor() as sup:
         missing, _, _ = await run_capture(sup, ["no-such-command-xyz"], init=True)
-        denied, _, _ = await run_capture(sup, [str(script)], init=True)
+        denied, _, _ = await run_capture(sup, [str(script)], init=True,
+                                         volumes=shown(tmp_path))
         status, _, _ = await run_capture(sup, ["sh", "-c", "exit 7"], init=True)
     assert missing.exit_code == 127 and "No such file" in (missing.error or ""), missing
     assert denied.exit_code == 126 and "Permission denied" in (denied.error or ""), denied
@@ -804,14 +808,7 @@ def test_a_ptrace_capable_command_reads_its_init(flags: list[str]) -> None:
 
 
 # -- the state and cache directories ---------------------------------------------------
-STATE_DIRS = """
-import errno, json, os, sys
-def attempt(act):
-    try:
-        act()
-        return 'ok'
-    except OSError as exc:
-        return errno.errorcode[exc.errno]
+STATE_DIRS = ATTEMPT + """
 state, cache = sys.argv[1:]
 print(json.dumps({
     'list state': attempt(lambda: os.listdir(state)),
@@ -820,19 +817,12 @@ print(json.dumps({
 }))
 """
 
-_NO_FILESYSTEM_VIEW = pytest.mark.xfail(
-    strict=True, reason="the container sees the host's files and root there may write them "
-    "until the filesystem view (DESIGN: Containment) lands; docker's containers do not see "
-    "/run/supervise at all. gc, kill and stop check what a line says "
-    "(test_ps_kill_stop_gc: forged records), and --privileged is to loosen nothing here")
-
-
 @pytest.mark.cgroup_v2
 @pytest.mark.usefixtures("root_only")
 @pytest.mark.parametrize("flags", [
-    pytest.param([], marks=_NO_FILESYSTEM_VIEW),
+    [],
     ["-u", "65534:65534"],
-    pytest.param(["--privileged"], marks=_NO_FILESYSTEM_VIEW),
+    ["--privileged"],
 ], ids=["root", "nobody", "privileged"])
 def test_a_container_cannot_reach_the_state_directory(tmp_path: Path, flags: list[str]) -> None:
     """The state directory (made by this very run, 0700) and the cache directory are

@@ -48,7 +48,8 @@ def test_the_spawner_stays_lean() -> None:
 def test_nsutil_public_api() -> None:
     assert sorted(nsutil.__all__) == sorted([
         "CHUNK", "EXIT_NOT_EXECUTABLE", "EXIT_NOT_FOUND", "EXIT_SETUP_FAILED", "Decoder",
-        "Exited", "Failed", "Host", "InitSpec", "Place", "Placed", "Plan", "Receiver", "Record",
+        "Exited", "Failed", "FsView", "Host", "InitSpec", "Place", "Placed", "Plan", "Receiver",
+        "Record",
         "Shutdown",
         "Spawn", "Spawner", "Started", "StepError", "StepReport", "WireError", "child_main",
         "compile_plan", "encode", "fds_ancillary", "from_wire", "send_blocking",

@@ -125,9 +125,12 @@ def test_init_spec_is_what_the_supervisor_builds() -> None:
     made = spec.init_spec(hostname="h", cgroup_join=["/x/tasks"], cgroup_fd=None,
                           cgroup_v2_join="/y/cgroup.procs", loopback_request=b"lo",
                           stdio=(0, 1, 2), devices=spec.device_rules(None),
-                          device_cgroup_fd=3)
+                          device_cgroup_fd=3, cwd="/tmp/here")
     assert isinstance(made, InitSpec)
     assert from_wire(to_wire(made)) == made
+    view = made.filesystem  # the caller's directory hidden below /tmp: shown, read-only
+    assert view is not None and view.read_only and view.dev and made.cwd == "/tmp/here"
+    assert view.volumes == (("/tmp/here", "/tmp/here", True, True),)
     assert made.user == (5, 6) and made.harden_mounts and made.no_new_privs
     assert made.devices is not None and ("c", 1, 3, "rwm") in made.devices
     assert ("c", -1, -1, "m") in made.devices  # any: -1 on the wire

@@ -32,6 +32,7 @@ from .containers import (
     init_spec,
     run_capture,
     send_spawn,
+    shown,
     spawner_message,
     spawner_process,
     supervise,
@@ -190,7 +191,7 @@ def test_privileged_runs_unconfined_and_init_spec_says_so() -> None:
     common: dict[str, Any] = {"hostname": "h", "cgroup_join": (), "cgroup_fd": None,
                               "cgroup_v2_join": None, "devices": None,
                               "device_cgroup_fd": None,
-                              "loopback_request": None, "stdio": (0, 1, 2)}
+                              "loopback_request": None, "stdio": (0, 1, 2), "cwd": "/"}
     assert ContainerSpec(["true"]).init_spec(**common).seccomp == "default"
     assert ContainerSpec(["true"], seccomp=None).init_spec(**common).seccomp is None
     privileged = ContainerSpec(["true"], privileged=True).init_spec(**common)
@@ -443,7 +444,7 @@ async def test_cap_add_sys_admin_allows_what_docker_allows_with_it(tmp_path: Pat
     async with Supervisor() as sup:
         mounted, out, err = await run_capture(
             sup, ["sh", "-c", f"mount -t tmpfs none {tmp_path} && unshare -m true && echo ok"],
-            cap_add=["SYS_ADMIN"])
+            cap_add=["SYS_ADMIN"], volumes=shown(tmp_path))
         _, clone3_out, _ = await run_capture(
             sup, [PYTHON, "-c", script, json.dumps(NUMBERS.get(MACHINE, {"clone3": 435}))],
             cap_add=["SYS_ADMIN"])

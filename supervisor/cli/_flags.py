@@ -13,7 +13,7 @@ from .._errors import UsageError
 F = TypeVar("F", bound=Callable[..., Any])
 
 # click parameter name -> RunOptions field, where they differ
-_FIELD = {"env_file": "env_files"}
+_FIELD = {"env_file": "env_files", "volume": "volumes"}
 
 
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -73,12 +73,25 @@ limit_options = _options(
     click.option("--device", multiple=True, metavar="HOST[:CONTAINER][:rwm]",
                  help="Let the container use a host device (every other is denied). "
                       "Repeatable."),
+    click.option("-v", "--volume", multiple=True, metavar="HOST:CONTAINER[:ro|rw]",
+                 help="Bind a host path inside, read-write unless :ro; '.' is the "
+                      "current directory, read-write, at its own path. Repeatable."),
+    click.option("--tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
+                 help="A tmpfs of the container's own at PATH (size=, mode=, exec...). "
+                      "Repeatable."),
+    click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm (default 64m)."),
+    click.option("--fs", type=click.Choice(["view", "host"]), default="view",
+                 show_default=True,
+                 help="view: the host's files read-only, /tmp /var/tmp /run /dev/shm and "
+                      "/dev of its own; host: the host's files writable (unsafe for "
+                      "untrusted code)."),
 )
 
 RUN_FIELDS = ("tty", "interactive", "memory", "memory_swap", "cpus", "cpu_shares",
               "cpuset_cpus", "cpuset_mems", "pids_limit", "name", "hostname", "env",
               "env_file", "workdir", "net", "timeout", "stop_timeout", "privileged",
-              "cap_add", "cap_drop", "user", "init", "security_opt", "device")
+              "cap_add", "cap_drop", "user", "init", "security_opt", "device", "volume",
+              "tmpfs", "shm_size", "fs")
 
 
 def run_fields(params: Mapping[str, Any], only_given: Callable[[str], bool] | None = None
@@ -106,6 +119,9 @@ def parse_job_options(words: list[str]) -> dict[str, Any]:
     try:
         ctx = job_line_command.make_context("job", list(words))
     except click.UsageError as exc:
-        raise UsageError(exc.format_message()) from None
+        # one line: click echoes the words, which may hold a quoted newline or CR
+        message = exc.format_message()
+        raise UsageError("".join(c if c.isprintable() else repr(c)[1:-1]
+                                 for c in message)) from None
     return run_fields(
         ctx.params, lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
