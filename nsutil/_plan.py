@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-    from ._messages import InitSpec
+    from ._messages import FsView, InitSpec
 
     Failure = tuple[str, str, int, Any]
     Step = tuple[Callable[..., int], tuple[Any, ...], Failure]
@@ -432,7 +432,7 @@ def _terminal_path(spec: InitSpec, fds: list[int]) -> bytes | None:
         return None
 
 
-def _per_container_fs_steps(fs: Any, volume_fds: list[int], console: list[int] | None
+def _per_container_fs_steps(fs: FsView, volume_fds: list[int], console: list[int] | None
                             ) -> list[Step]:
     """Its device nodes and terminal in its /dev, and its volumes attached."""
     steps: list[Step] = []

@@ -14,6 +14,7 @@ functions.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from collections.abc import Callable, Sequence
@@ -137,8 +138,22 @@ def parse_shm_size(text: str) -> int:
     return size
 
 
-def _below(path: str, top: str) -> bool:
+def below(path: str, top: str) -> bool:
+    """Whether path is top or inside it."""
     return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def fs_host_conflict(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs], shm_size: bool,
+                     moved_devices: Sequence[str]) -> str | None:
+    """Why these cannot go with --fs host (which shows the host's files, /dev too, as
+    they are), or None; moved_devices: --device values seen at another path inside."""
+    if volumes or tmpfs or shm_size:
+        return ("--fs host shows the host's files as they are: -v, --tmpfs and "
+                "--shm-size need the default --fs view")
+    if moved_devices:
+        return (f"--device {moved_devices[0]}: with --fs host the container shares the "
+                "host's /dev; a device is seen at its host path")
+    return None
 
 
 def private_mounts(tmpfs: Sequence[Tmpfs]) -> tuple[str, ...]:
@@ -156,10 +171,20 @@ def working_directory(workdir: str | None, cwd: str, volumes: Sequence[Volume],
     if workdir is not None:
         return workdir, None
     private = private_mounts(tmpfs)
-    hidden = any(_below(cwd, p) for p in private)
-    if not hidden or cwd in private or any(_below(cwd, v.container) for v in volumes):
+    hidden = any(below(cwd, p) for p in private)
+    if not hidden or cwd in private or any(below(cwd, v.container) for v in volumes):
         return cwd, None  # at /tmp itself, say, it starts in its own /tmp
     return cwd, Volume(cwd, cwd, True, True)
+
+
+@functools.lru_cache(maxsize=64)  # a batch's jobs share a few: once a shape, not a container
+def container_view(workdir: str | None, cwd: str, volumes: tuple[Volume, ...],
+                   tmpfs: tuple[Tmpfs, ...], shm_size: int, dev: bool,
+                   device_nodes: tuple[tuple[str, int, int], ...]) -> tuple[str, FsView]:
+    """Where the command starts and what it sees (working_directory, then fs_view)."""
+    start, shown = working_directory(workdir, cwd, volumes, tmpfs)
+    return start, fs_view(volumes=(*volumes, shown) if shown is not None else volumes,
+                          tmpfs=tmpfs, shm_size=shm_size, dev=dev, device_nodes=device_nodes)
 
 
 def fs_view(*, volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs], shm_size: int,

@@ -21,6 +21,8 @@ from ._fsview import (
     DEFAULT_SHM_SIZE,
     Tmpfs,
     Volume,
+    below,
+    fs_host_conflict,
     host_isdir,
     parse_shm_size,
     parse_tmpfs,
@@ -266,14 +268,12 @@ def build_spec(
     tmpfs = tuple(parse_tmpfs(text) for text in opts.tmpfs)
     shm_size = DEFAULT_SHM_SIZE if opts.shm_size is None else parse_shm_size(opts.shm_size)
     if opts.fs == "host":
-        if volumes or tmpfs or opts.shm_size is not None:
-            raise UsageError("--fs host shows the host's files as they are: -v, --tmpfs and "
-                             "--shm-size need the default --fs view")
-        moved = next((d for d in devices if d.container_path != d.host_path), None)
-        if moved is not None:
-            raise UsageError(f"--device {moved.host_path}:{moved.container_path}: with --fs "
-                             "host the container shares the host's /dev; a device is seen "
-                             "at its host path")
+        conflict = fs_host_conflict(
+            volumes, tmpfs, opts.shm_size is not None,
+            [text for text, d in zip(opts.device, devices, strict=True)
+             if d.container_path != d.host_path])
+        if conflict is not None:
+            raise UsageError(conflict)
     _check_overlaps(volumes, tmpfs)
     if opts.fs == "view":
         _check_mount_points(volumes, tmpfs, host.isdir)
@@ -310,15 +310,14 @@ def _check_mount_points(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs],
     private = private_mounts(tmpfs)
     for volume in volumes:
         where = volume.container
-        if isdir(where) is None and not any(
-                where.startswith(p + "/") for p in private):
+        if isdir(where) is None and not any(below(where, p) and where != p for p in private):
             raise UsageError(
                 f"-v {volume.host}:{where}: {where} does not exist, and the container sees "
                 "the host's files read-only: mount on an existing path, or below /tmp, "
                 "/var/tmp, /run or a --tmpfs")
     for mount in tmpfs:
         if isdir(mount.path) is None and not any(
-                mount.path.startswith(p + "/") for p in private):
+                below(mount.path, p) and mount.path != p for p in private):
             raise UsageError(f"--tmpfs {mount.path}: no such directory in the host's files "
                              "(which the container sees read-only)")
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from nsutil import _caps
 
+from ._fsview import below
 from ._options import RunOptions, parse_capabilities
 from ._spec import ContainerSpec
 
@@ -73,9 +74,6 @@ def grant_of(spec: ContainerSpec) -> Grant:
         fs_host=getattr(spec, "fs", "view") == "host",
         volumes=tuple((v.host, v.container, v.read_only) for v in getattr(spec, "volumes", ())))
 
-
-def _within(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _names(numbers: Iterable[int]) -> str:
@@ -124,7 +122,7 @@ def beyond(batch: Grant, line: Grant, options: RunOptions) -> list[str]:
         found.append("--fs host")
     if not batch.fs_host:
         for host, container, read_only in line.volumes:
-            if not any(_within(host, top) and (read_only or not top_ro)
+            if not any(below(host, top) and (read_only or not top_ro)
                        for top, _inside, top_ro in batch.volumes):
                 found.append(f"-v {host}:{container}:{'ro' if read_only else 'rw'}")
     if line.user != batch.user and not batch.may_become_anyone:

@@ -14,7 +14,7 @@ from nsutil import _caps, _seccomp
 from nsutil._messages import InitSpec
 
 from ._devices import Device, device_rules
-from ._fsview import DEFAULT_SHM_SIZE, Tmpfs, Volume, fs_view, working_directory
+from ._fsview import DEFAULT_SHM_SIZE, Tmpfs, Volume, container_view, fs_host_conflict
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -75,11 +75,13 @@ class ContainerSpec:
             raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
         if self.seccomp not in (None, _seccomp.DEFAULT):
             check_seccomp_profile(self.seccomp)  # ValueError (ProfileError) if it is not one
-        if self.fs == "host" and (self.volumes or self.tmpfs):
-            raise ValueError("--fs host shows the host's tree as it is: no -v or --tmpfs")
-        if self.fs == "host" and any(d.container_path != d.host_path for d in self.devices):
-            raise ValueError("with --fs host a device is seen at its host path (the "
-                             "container shares the host's /dev)")
+        if self.fs == "host":
+            conflict = fs_host_conflict(
+                self.volumes, self.tmpfs, self.shm_size != DEFAULT_SHM_SIZE,
+                [f"{d.host_path}:{d.container_path}" for d in self.devices
+                 if d.container_path != d.host_path])
+            if conflict is not None:
+                raise ValueError(conflict)
 
     def seccomp_profile(self) -> str | None:
         """The profile PID 1 installs (InitSpec.seccomp); None: unconfined."""
@@ -118,11 +120,10 @@ class ContainerSpec:
         the caller's directory (where the command starts without -w)."""
         workdir, filesystem = self.workdir, None
         if self.fs == "view":
-            workdir, shown = working_directory(self.workdir, cwd, self.volumes, self.tmpfs)
-            filesystem = fs_view(
-                volumes=(*self.volumes, shown) if shown is not None else self.volumes,
-                tmpfs=self.tmpfs, shm_size=self.shm_size, dev=not self.privileged,
-                device_nodes=tuple((d.container_path, d.mode, d.rdev) for d in self.devices))
+            workdir, filesystem = container_view(
+                self.workdir, cwd, tuple(self.volumes), tuple(self.tmpfs), self.shm_size,
+                not self.privileged,
+                tuple((d.container_path, d.mode, d.rdev) for d in self.devices))
         return InitSpec(
             argv=tuple(self.argv), env=dict(self.env), cwd=workdir, hostname=hostname,
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
