@@ -88,6 +88,9 @@ _libc.dup2.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_long]
 _libc.setsid.argtypes = []
 _libc.setgroups.argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+_libc.umask.argtypes = [ctypes.c_uint]
+_libc.symlink.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_libc.mkdir.argtypes = [ctypes.c_char_p, ctypes.c_uint]
 _libc.setgid.argtypes = [ctypes.c_uint]
 _libc.setuid.argtypes = [ctypes.c_uint]
 _libc.chdir.argtypes = [ctypes.c_char_p]
@@ -263,6 +266,19 @@ def mount_setattr_rdonly_args(path: str, recursive: bool = True) -> tuple[Any, .
     return (_SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(),
             ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
             ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+# mknodat by number: glibc before 2.33 has no mknod symbol (an inline __xmknod).
+_SYS_MKNODAT = {"x86_64": 259, "aarch64": 33}.get(os.uname().machine)
+
+
+def mknod_args(path: bytes, mode: int, major: int, minor: int) -> tuple[Any, ...] | None:
+    """syscall(2)'s arguments for mknodat(AT_FDCWD, path, mode, dev) (None where this
+    machine's number is not known here). dev in the kernel's encoding."""
+    if _SYS_MKNODAT is None:
+        return None
+    dev = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+    return (_SYS_MKNODAT, ctypes.c_int(AT_FDCWD), path, ctypes.c_uint(mode), ctypes.c_uint(dev))
 
 
 _SYS_OPEN_TREE = 428  # one number on every architecture (added in 5.2)

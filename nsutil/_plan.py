@@ -91,12 +91,12 @@ class Host:
     (profile, capability set) among them."""
 
     __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "masked", "permitted",
-                 "readonly", "spawner_pidfd")
+                 "readonly", "spawner_pidfd", "umask")
 
     def __init__(self, bounding: int, permitted: int, readonly: tuple[str, ...],
                  masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...],
                  cgroup_mounts: tuple[CgroupMount, ...] = (),
-                 spawner_pidfd: int | None = None) -> None:
+                 spawner_pidfd: int | None = None, umask: int = 0o022) -> None:
         # the forking process's own pidfd, for its children to check (exit_if_spawner_gone)
         self.spawner_pidfd = spawner_pidfd
         self.bounding = bounding
@@ -105,6 +105,7 @@ class Host:
         self.masked = masked
         self.ignored = ignored
         self.cgroup_mounts = cgroup_mounts
+        self.umask = umask  # the spawner's, which its children inherit
         self._cache: dict[object, tuple[Step, ...]] = {}
 
     @classmethod
@@ -128,6 +129,7 @@ class Host:
             readonly=tuple(p for p in READONLY_PATHS if os.path.lexists(p)),
             masked=tuple((p, os.path.isdir(p)) for p, _ in MASKED_PATHS if os.path.lexists(p)),
             ignored=ignored_signals(),
+            umask=_own_umask(),
             cgroup_mounts=cgroup_mounts,
         )
 
@@ -182,6 +184,12 @@ def cgroup_mounts_of(mountinfo: str) -> tuple[CgroupMount, ...]:
     if not any(m[0] == "" for m in found):
         return ()  # nothing (or something else) at /sys/fs/cgroup itself
     return tuple(found)
+
+
+def _own_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def ignored_signals() -> tuple[int, ...]:
@@ -386,7 +394,7 @@ def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, 
     if harden:
         steps.extend(_hardening_steps(host, sys_read_only=not read_only))
     if fs is not None:
-        steps.extend(_private_fs_steps(fs[1], fs[2]))
+        steps.extend(_private_fs_steps(fs[1], fs[2], host.umask))
     return steps
 
 
@@ -400,15 +408,27 @@ DEV_DIRS = ("pts", "shm", "mqueue")
 _TTY_GID = 5  # the tty group's id in Debian's, Fedora's, Alpine's... /etc/group
 
 
-def _private_fs_steps(dev: bool, tmpfs: tuple[tuple[str, int, str, bool], ...]
+def _private_fs_steps(dev: bool, tmpfs: tuple[tuple[str, int, str, bool], ...], umask: int
                       ) -> list[Step]:
     steps: list[Step] = []
     if dev:
         failure = ("mount", "making the container's /dev", FATAL, None)
+        steps.append((libc.mount, (b"tmpfs", b"/dev", b"tmpfs",
+                                   _libc.MS_NOSUID | _libc.MS_NOEXEC, b"mode=755,size=65536k"),
+                      failure))
+        # docker's nodes, links and directories: one call each (a Python function
+        # making them costs twice as much in a freshly forked child), under umask 0
+        steps.append((libc.umask, (0,), failure))
+        for name, major, minor in DEV_NODES:
+            node, mode = f"/dev/{name}".encode(), 0o666 | stat.S_IFCHR
+            args = _libc.mknod_args(node, mode, major, minor)
+            steps.append((libc.syscall, args, failure) if args is not None else
+                         (make_node, (node, mode, os.makedev(major, minor)), failure))
+        steps += [(libc.symlink, (target.encode(), f"/dev/{name}".encode()), failure)
+                  for name, target in DEV_LINKS]
+        steps += [(libc.mkdir, (f"/dev/{name}".encode(), 0o755), failure) for name in DEV_DIRS]
+        steps.append((libc.umask, (umask,), failure))
         steps += [
-            (libc.mount, (b"tmpfs", b"/dev", b"tmpfs", _libc.MS_NOSUID | _libc.MS_NOEXEC,
-                          b"mode=755,size=65536k"), failure),
-            (make_dev, (), failure),
             (libc.mount, (b"devpts", b"/dev/pts", b"devpts", _libc.MS_NOSUID | _libc.MS_NOEXEC,
                           f"newinstance,ptmxmode=0666,mode=0620,gid={_TTY_GID}".encode()),
              ("mount", "mounting the container's /dev/pts", FATAL, None)),
@@ -526,21 +546,6 @@ def attach_volume(fds: list[int], index: int, target: bytes, is_dir: bool) -> in
         _libc.move_mount(fd, target)
     finally:
         os.close(fd)
-    return 0
-
-
-def make_dev() -> int:
-    """docker's /dev in the fresh tmpfs there: DEV_NODES, DEV_LINKS, DEV_DIRS."""
-    old = os.umask(0)
-    try:
-        for name, major, minor in DEV_NODES:
-            os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-        for name, target in DEV_LINKS:
-            os.symlink(target, f"/dev/{name}")
-        for name in DEV_DIRS:
-            os.mkdir(f"/dev/{name}", 0o755)
-    finally:
-        os.umask(old)
     return 0
 
 

@@ -356,3 +356,13 @@ def test_a_line_may_not_widen_the_batchs_volumes(tmp_path: Path, host_dir: Path)
     done = supervise("batch", str(jobs), "--no-live", "-v", f"{host_dir}:/srv:ro")
     assert done.returncode == 0, done.stderr
     assert not stat.S_ISLNK(os.lstat(host_dir).st_mode)
+
+
+def test_mknod_args_encode_the_device_as_the_kernel_decodes_it() -> None:
+    for major, minor in [(1, 3), (5, 0), (136, 300), (4095, 0xFFFFF)]:
+        args = _libc.mknod_args(b"/x", 0o20666, major, minor)
+        if args is None:
+            pytest.skip("mknodat's number is not known on this machine")
+        dev = args[-1].value
+        # the kernel's new_decode_dev
+        assert ((dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)) == (major, minor)
