@@ -484,9 +484,16 @@ def _hardening_steps(host: Host, *, sys_read_only: bool) -> list[Step]:
                                    _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | _HIDDEN,
                                    None), failure))
     for path, is_dir in host.masked:
-        steps.append((*_mask(path, is_dir), ("mount", f"masking {path}", MASK,
-                                             (*_mask(path, not is_dir),
-                                              ("mount", f"masking {path}", SKIP_MISSING, None)))))
+        if not is_dir:
+            steps.append((*_mask(path, False), ("mount", f"masking {path}", MASK,
+                                                (*_mask(path, True),
+                                                 ("mount", f"masking {path}", SKIP_MISSING,
+                                                  None)))))
+    directories = tuple(path.encode() for path, is_dir in host.masked if is_dir)
+    if directories:
+        steps.append((mask_directories, (directories,),
+                      ("mount", f"masking {', '.join(p.decode() for p in directories)}",
+                       FATAL, None)))
     return steps
 
 
@@ -569,6 +576,28 @@ def _make_dir(path: bytes) -> int:
 
 def _make_link(target: bytes, path: bytes) -> int:
     os.symlink(target, path)
+    return 0
+
+
+def mask_directories(paths: tuple[bytes, ...]) -> int:
+    """Hide each directory under an empty read-only tmpfs, as docker does, all sharing
+    the first one made (a file system apiece costs a superblock made and torn down per
+    container); a path this kernel lacks is skipped, a file gets /dev/null."""
+    source = None
+    for path in paths:
+        if source is not None and libc.mount(source, path, None, _libc.MS_BIND, None) == 0:
+            continue
+        if libc.mount(b"tmpfs", path, b"tmpfs", _libc.MS_RDONLY | _HIDDEN,
+                      b"size=0,mode=555") == 0:
+            source = source or path
+            continue
+        err = ctypes.get_errno()
+        if err == errno.ENOTDIR:  # a file where a directory was
+            if libc.mount(b"/dev/null", path, None, _libc.MS_BIND, None) == 0:
+                continue
+            err = ctypes.get_errno()
+        if err != errno.ENOENT:
+            raise OSError(err, os.strerror(err))
     return 0
 
 
