@@ -17,7 +17,10 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
             CPU per job, measured as in single, against the CPU a job takes
             here), `xargs -P8 unshare
             -fpmuin --mount-proc true` (the kernel floor), GNU `parallel -j8
-            unshare ...`, and `xargs -P8 true` (the process floor). Jobs/s,
+            unshare ...`, `xargs -P8 bwrap --unshare-all --ro-bind / / --dev /dev
+            --proc /proc --tmpfs /tmp --tmpfs /run --new-session --die-with-parent
+            true` (the same isolation as supervise's default view), and `xargs -P8
+            true` (the process floor). Jobs/s,
             median of R rounds, tools alternating within each round.
   single    one container: `supervise run -- true` against `unshare -fpmuin
             --mount-proc true`, `bwrap --unshare-all --dev-bind / / --proc /proc
@@ -74,6 +77,11 @@ PY = sys.executable
 SUPERVISE = [PY, "-m", "supervisor"]
 UNSHARE = ["unshare", "-fpmuin", "--mount-proc", "true"]
 BWRAP = ["bwrap", "--unshare-all", "--dev-bind", "/", "/", "--proc", "/proc", "true"]
+# The peer with supervise's default isolation (issue 12): the host read-only, a /dev,
+# /proc, /tmp and /run of its own, a session of its own, dying with its parent.
+BWRAP_ISOLATED = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
+                  "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run", "--new-session",
+                  "--die-with-parent", "true"]
 SECTIONS = ("batch", "single", "scale", "accuracy")
 MiB = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -342,6 +350,9 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     if have["parallel"]:
         tools["parallel"] = lambda: timed(
             ["parallel", "--will-cite", "-j8", *UNSHARE], stdin_path=numbers)
+    if have["bwrap"]:
+        tools["xargs-bwrap"] = lambda: timed(["xargs", "-P8", "-n1", *BWRAP_ISOLATED],
+                                             stdin_path=numbers)
     # Warm the page cache and the kernel's namespace paths once, untimed.
     timed([*batch_argv, str(jobs_file(min(jobs, 16)))], expect=all_ok(min(jobs, 16)))
     timed(["xargs", "-P8", "-n1", *UNSHARE], stdin_path=numbers)
@@ -357,10 +368,12 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     med = {name: median(w) for name, w in walls.items()}
     rate = {name: jobs / med[name] for name in tools if name != "supervise-1job"}
     rate.setdefault("parallel", None)  # type: ignore[arg-type]
+    rate.setdefault("xargs-bwrap", None)  # type: ignore[arg-type]
     sup = rate["supervise"]
     startup = med["supervise-1job"]
     net = (jobs - 1) / (med["supervise"] - startup) if med["supervise"] > startup else None
     r_xargs, r_par = ratio(sup, rate["xargs-unshare"]), ratio(sup, rate["parallel"])
+    r_bwrap = ratio(sup, rate["xargs-bwrap"])
     rep.add(Row(sec, f"supervise batch -j8 -m 64m ({jobs} x true)", sup, "jobs/s"))
     rep.add(Row(sec, "  the same, minus supervise's startup", net, "jobs/s"))
     rep.add(Row(sec, "  supervise batch of 1 job (startup)", startup * 1000, "ms"))
@@ -379,11 +392,15 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
                 "jobs/s"))
     rep.add(Row(sec, "parallel -j8 unshare -fpmuin --mount-proc true", rate["parallel"],
                 "jobs/s"))
+    rep.add(Row(sec, "xargs -P8 bwrap --unshare-all --ro-bind / / --dev --proc --tmpfs "
+                "/tmp /run ...", rate["xargs-bwrap"], "jobs/s"))
     rep.add(Row(sec, "xargs -P8 true (the process floor)", rate["xargs-true"], "jobs/s"))
     rep.add(Row(sec, "supervise / xargs-unshare", r_xargs, "x", target=">= 0.6x",
                 meets=at_least(r_xargs, 0.6)))
     rep.add(Row(sec, "supervise / parallel", r_par, "x", target=">= 1.5x",
                 meets=at_least(r_par, 1.5)))
+    rep.add(Row(sec, "supervise / xargs-bwrap (the same isolation)", r_bwrap, "x",
+                target=">= 1.0x", meets=at_least(r_bwrap, 1.0)))
     for name in tools:
         rep.metric(sec, f"{name}_wall_s", walls[name])
     rep.metric(sec, "jobs", jobs)
@@ -396,6 +413,8 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
     rep.metric(sec, "xargs_unshare_jobs_per_s", rate["xargs-unshare"])
     rep.metric(sec, "parallel_jobs_per_s", rate["parallel"])
     rep.metric(sec, "xargs_true_jobs_per_s", rate["xargs-true"])
+    rep.metric(sec, "xargs_bwrap_jobs_per_s", rate["xargs-bwrap"])
+    rep.metric(sec, "ratio_supervise_xargs_bwrap", r_bwrap)
     rep.metric(sec, "ratio_supervise_xargs_unshare", r_xargs)
     rep.metric(sec, "ratio_supervise_parallel", r_par)
 
