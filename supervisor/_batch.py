@@ -214,7 +214,7 @@ def _error_result(job: BatchJob, spec: ContainerSpec, attempt: int, started_at: 
         started_at=iso_utc(started_at), ended_at=iso_utc(now), wall_s=round(now - started_at, 6),
         cpu_user_s=None, cpu_system_s=None, peak_memory_bytes=None,
         memory_limit_bytes=spec.limits.memory_bytes, stdout_path=None, stderr_path=None,
-        error=message,
+        error=message, writable=spec.writable_paths(),
     )
 
 

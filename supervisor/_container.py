@@ -242,6 +242,7 @@ class Container:
             peak_memory_bytes=stats.memory_peak_bytes if stats else None,
             memory_limit_bytes=self.spec.limits.memory_bytes,
             stdout_path=None, stderr_path=None, error=error,
+            writable=self.spec.writable_paths(),
         )
 
 

@@ -187,6 +187,24 @@ def container_view(workdir: str | None, cwd: str, volumes: tuple[Volume, ...],
                           tmpfs=tmpfs, shm_size=shm_size, dev=dev, device_nodes=device_nodes)
 
 
+@functools.lru_cache(maxsize=64)
+def writable_paths(fs: str, volumes: tuple[Volume, ...], tmpfs: tuple[Tmpfs, ...], dev: bool
+                   ) -> tuple[str, ...]:
+    """Where a container can write (modes and users aside): its scratch, its /dev (dev:
+    its own), its read-write --tmpfs and -v paths; everything with --fs host."""
+    if fs == "host":
+        return ("/",)
+    given = {t.path for t in tmpfs}
+    paths = [p for p, _flags, _data in PRIVATE_SCRATCH if p not in given]
+    if dev:
+        paths.append("/dev")
+    if "/dev/shm" not in given:
+        paths.append("/dev/shm")
+    paths += [t.path for t in tmpfs if not t.flags & _libc.MS_RDONLY]
+    paths += [v.container for v in volumes if not v.read_only]
+    return tuple(paths)
+
+
 def fs_view(*, volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs], shm_size: int,
             dev: bool, device_nodes: Sequence[tuple[str, int, int]]) -> FsView:
     """What PID 1 mounts: the host's tree read-only, the scratch, a /dev of its own

@@ -6,7 +6,7 @@ import datetime
 import enum
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -60,6 +60,8 @@ class Result:
     stdout_path: str | None
     stderr_path: str | None
     error: str | None = None  # supervise's own error message, if any
+    #: where it could write (its scratch, read-write volumes...; "/" with --fs host)
+    writable: Sequence[str] | None = None
 
     def to_json(self) -> str:
         """One line of JSON, keys in field order; NaN or infinity is a bug and raises ValueError."""
@@ -92,8 +94,9 @@ class Result:
                 raise ValueError(f"result field {name!r} is {value!r}, expected {expected}")
             else:
                 values[name] = float(value) if float in kinds else value
-        if not all(isinstance(arg, str) for arg in values["argv"]):
-            raise ValueError(f"result field 'argv' is {values['argv']!r}, expected strings")
+        for name in ("argv", "writable"):
+            if not all(isinstance(item, str) for item in values[name] or ()):
+                raise ValueError(f"result field {name!r} is {values[name]!r}, expected strings")
         if values["status"] not in STATUSES:
             raise ValueError(
                 f"result field 'status' is {values['status']!r}, expected one of "
@@ -133,6 +136,7 @@ _FIELD_TYPES: Final[dict[str, tuple[tuple[type, ...], bool]]] = {
     "stdout_path": ((str,), True),
     "stderr_path": ((str,), True),
     "error": ((str,), True),
+    "writable": ((list,), True),
 }
 
 

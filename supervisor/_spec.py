@@ -14,7 +14,14 @@ from nsutil import _caps, _seccomp
 from nsutil._messages import InitSpec
 
 from ._devices import Device, device_rules
-from ._fsview import DEFAULT_SHM_SIZE, Tmpfs, Volume, container_view, fs_host_conflict
+from ._fsview import (
+    DEFAULT_SHM_SIZE,
+    Tmpfs,
+    Volume,
+    container_view,
+    fs_host_conflict,
+    writable_paths,
+)
 
 DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
@@ -104,6 +111,11 @@ class ContainerSpec:
         """The devices it may use (None: all, privileged); tty_device: its terminal's
         device number, with tty=True."""
         return device_rules(tuple(self.devices), privileged=self.privileged, tty=tty_device)
+
+    def writable_paths(self) -> tuple[str, ...]:
+        """Where it can write (see _fsview.writable_paths): for its result."""
+        return writable_paths(self.fs, tuple(self.volumes), tuple(self.tmpfs),
+                              not self.privileged)
 
     def namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in NAMESPACES if not (ns == "net" and self.network == "host"))

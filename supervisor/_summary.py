@@ -21,6 +21,9 @@ class Summary:
     largest: list[Result]
     cpu_user_s: float
     cpu_system_s: float
+    #: where the failed jobs could write, when they saw the host's files read-only
+    #: (None: none did; () when that differs from job to job)
+    failed_writable: tuple[str, ...] | None = None
 
     @property
     def all_ok(self) -> bool:
@@ -37,7 +40,17 @@ def summarize(results: Sequence[Result], top: int = 3) -> Summary:
         largest=sorted(with_peak, key=lambda r: r.peak_memory_bytes or 0, reverse=True)[:top],
         cpu_user_s=sum(r.cpu_user_s or 0.0 for r in results),
         cpu_system_s=sum(r.cpu_system_s or 0.0 for r in results),
+        failed_writable=_failed_writable(results),
     )
+
+
+def _failed_writable(results: Sequence[Result]) -> tuple[str, ...] | None:
+    """What the failed jobs could write to, for the reader of an EROFS in their logs."""
+    seen = {tuple(r.writable) for r in results
+            if r.status == Status.FAILED and r.writable is not None and list(r.writable) != ["/"]}
+    if not seen:
+        return None
+    return seen.pop() if len(seen) == 1 else ()
 
 
 def format_summary(summary: Summary, wall_s: float, not_run: int = 0) -> list[str]:
@@ -52,6 +65,11 @@ def format_summary(summary: Summary, wall_s: float, not_run: int = 0) -> list[st
     if summary.largest:
         lines.append("largest peak memory: " + ", ".join(
             f"{r.name} {format_bytes(r.peak_memory_bytes or 0)}" for r in summary.largest))
+    if summary.failed_writable is not None:
+        where = (" ".join(summary.failed_writable) if summary.failed_writable
+                 else "what each result's writable says")
+        lines.append(f"jobs see the host's files read-only (EROFS); the failed ones could "
+                     f"write to {where} (-v HOST:PATH for more)")
     return lines
 
 

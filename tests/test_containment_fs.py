@@ -366,3 +366,27 @@ def test_mknod_args_encode_the_device_as_the_kernel_decodes_it() -> None:
         dev = args[-1].value
         # the kernel's new_decode_dev
         assert ((dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)) == (major, minor)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_failed_batch_says_where_its_jobs_could_write(tmp_path: Path) -> None:
+    """A job that fails writing the host's files: the end of the batch and its result
+    say where it could have written."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sh -c 'echo x > out.txt'\n--tmpfs /srv:size=1m -- true\n")
+    results = tmp_path / "results.jsonl"
+    done = supervise("batch", str(jobs), "--no-live", "--results", str(results), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert ("jobs see the host's files read-only (EROFS); the failed ones could write to "
+            "/tmp /var/tmp /run /dev /dev/shm (-v HOST:PATH for more)") in done.stderr
+    got = sorted((json.loads(line) for line in results.read_text().splitlines()),
+                 key=lambda r: r["line"])
+    assert [r["writable"] for r in got] == [
+        ["/tmp", "/var/tmp", "/run", "/dev", "/dev/shm"],
+        ["/tmp", "/var/tmp", "/run", "/dev", "/dev/shm", "/srv"]]
+    done = supervise("batch", str(jobs), "--no-live", "-v", ".", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.txt").read_text() == "x\n"
+    done = supervise("batch", str(jobs), "--no-live", "--fs", "host", "--allow-privileged-jobs",
+                     cwd=tmp_path)
+    assert "EROFS" not in done.stderr

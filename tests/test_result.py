@@ -43,6 +43,7 @@ FIELD_ORDER = [
     "stdout_path",
     "stderr_path",
     "error",
+    "writable",
 ]
 
 
@@ -491,3 +492,15 @@ def test_cpu_times_prefer_the_exact_rusage_unless_the_cgroup_saw_more(
         cgroup: tuple[int | None, int | None], rusage: tuple[float | None, float | None],
         expected: tuple[float | None, float | None]) -> None:
     assert cpu_times(*cgroup, *rusage) == expected
+
+
+def test_writable_round_trips_and_must_be_strings() -> None:
+    result = make_result(writable=("/tmp", "/run"))
+    assert json.loads(result.to_json())["writable"] == ["/tmp", "/run"]
+    assert list(Result.from_json(result.to_json()).writable or ()) == ["/tmp", "/run"]
+    data = json.loads(result.to_json())
+    data["writable"] = ["/tmp", 3]
+    with pytest.raises(ValueError, match="'writable'"):
+        Result.from_dict(data)
+    del data["writable"]
+    assert Result.from_dict(data).writable is None  # a file from before the field
