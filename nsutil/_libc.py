@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 
@@ -279,6 +280,17 @@ def mknod_args(path: bytes, mode: int, major: int, minor: int) -> tuple[Any, ...
         return None
     dev = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
     return (_SYS_MKNODAT, ctypes.c_int(AT_FDCWD), path, ctypes.c_uint(mode), ctypes.c_uint(dev))
+
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+
+
+def pivot_root(new_root: bytes, put_old: bytes) -> None:
+    if _SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, "pivot_root's number is not known on this machine")
+    if _libc.syscall(_SYS_PIVOT_ROOT, new_root, put_old) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 _SYS_OPEN_TREE = 428  # one number on every architecture (added in 5.2)

@@ -267,6 +267,16 @@ class FsView(Record, kind="fsview"):
     #: bind mounts: (host path, container path, read-only, host path is a directory),
     #: each taken from the host's tree before it is made read-only
     volumes: tuple[tuple[str, str, bool, bool], ...]
+    #: a root of its own (--rootfs): the directory, entered with pivot_root, under a
+    #: copy-on-write overlay (None: the host's tree)
+    root: str | None
+    #: that root without the overlay, read-only (--read-only)
+    root_read_only: bool
+    #: where the overlay's upper layer (and its workdir) go, kept (--keep-upper);
+    #: None: a tmpfs of its own, gone when it ends
+    upper: str | None
+    #: files bound into its root: (path, content); /etc/hostname, /etc/hosts...
+    files: tuple[tuple[str, str], ...]
 
 
 class InitSpec(Record, kind="init"):

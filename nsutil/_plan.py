@@ -274,6 +274,7 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         view = _own_view(host.cgroup_mounts, spec.cgroup_join) if "cgroup" in namespaces else ()
         steps.append(_PRIVATE_ROOT)
         volume_fds: list[int] = []
+        file_fds: list[int] = []
         console: list[int] | None = None
         if fs is not None:
             # Each volume is taken from the host's tree as it is, before that is made
@@ -287,14 +288,16 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                 console = []
                 steps.append((open_volume, (terminal, False, console),
                               ("mount", "making /dev/console its terminal", FATAL, None)))
-        shape = None if fs is None else (fs.read_only, fs.dev, fs.tmpfs)
+            if fs.root is not None:
+                steps.extend(_root_steps(fs, file_fds))
+        shape = None if fs is None else (fs.read_only, fs.dev, fs.tmpfs, fs.root is not None)
         may_unmount = spec.capabilities is None or _caps.CAP_NUMBER["SYS_ADMIN"] in (
             spec.capabilities)
         steps.extend(host.cached(("mounts", proc, harden, view, shape, may_unmount),
                                  lambda: _mount_steps(proc, harden, host, view, shape,
                                                       may_unmount)))
         if fs is not None:
-            steps.extend(_per_container_fs_steps(fs, volume_fds, console))
+            steps.extend(_per_container_fs_steps(fs, volume_fds, console, file_fds))
     hostname = spec.hostname
     if hostname and "uts" in namespaces:
         raw = hostname.encode()
@@ -368,7 +371,7 @@ def _own_view(mounts: tuple[CgroupMount, ...], joins: tuple[str, ...]
                          or (m[1] == "symlink" and m[2] in own)))
 
 
-FsShape = tuple[bool, bool, tuple[tuple[str, int, str, bool], ...]]
+FsShape = tuple[bool, bool, tuple[tuple[str, int, str, bool], ...], bool]
 
 
 def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, ...],
@@ -378,21 +381,26 @@ def _mount_steps(proc: bool, harden: bool, host: Host, view: tuple[CgroupMount, 
     masks, a /dev and tmpfs mounts of its own (fs: FsView's read_only, dev, tmpfs)."""
     steps: list[Step] = []
     read_only = fs is not None and fs[0]
+    rooted = fs is not None and fs[3]  # in a root of its own already (pivot_root)
     if read_only:
         steps.append((libc.syscall, _libc.mount_setattr_rdonly_args("/"),
                       ("mount", "making the host's tree read-only", SETATTR, "/")))
     failure = ("mount", "mounting /proc", FATAL, None)
     if proc:
-        if fs is not None and may_unmount:
+        if fs is not None and may_unmount and not rooted:
             # The host's /proc out of the way: unmounting the container's own must not
             # show it (the command may unmount).
             steps.append((libc.umount2, (b"/proc", _libc.MNT_DETACH),
                           ("mount", "unmounting the host's /proc", SKIP_MISSING, None)))
         steps.append((libc.mount, (b"proc", b"/proc", b"proc", _HIDDEN, None), failure))
+    if rooted:
+        steps.append((libc.mount, (b"sysfs", b"/sys", b"sysfs",
+                                   (_libc.MS_RDONLY if harden else 0) | _HIDDEN, None),
+                      ("mount", "mounting /sys", FATAL, None)))
     if view:
         steps.extend(_cgroup_view_steps(view, read_only=harden))
     if harden:
-        steps.extend(_hardening_steps(host, sys_read_only=not read_only))
+        steps.extend(_hardening_steps(host, sys_read_only=not (read_only or rooted)))
     if fs is not None:
         steps.extend(_private_fs_steps(fs[1], fs[2], host.umask))
     return steps
@@ -452,10 +460,34 @@ def _terminal_path(spec: InitSpec, fds: list[int]) -> bytes | None:
         return None
 
 
-def _per_container_fs_steps(fs: FsView, volume_fds: list[int], console: list[int] | None
-                            ) -> list[Step]:
-    """Its device nodes and terminal in its /dev, and its volumes attached."""
+_STAGE = b"/proc"  # the host's /proc, covered for the new root's making, then detached
+
+
+def _root_steps(fs: FsView, file_fds: list[int]) -> list[Step]:
+    """A root of its own: its layers made on a tmpfs over the old root's /proc, its
+    files staged there, then pivot_root into it, the old root detached."""
+    assert fs.root is not None
+    failure = ("rootfs", f"mounting --rootfs {fs.root}", FATAL, None)
+    steps: list[Step] = [
+        (libc.mount, (b"tmpfs", _STAGE, b"tmpfs", _HIDDEN, b"mode=700"), failure),
+        (mount_root, (os.fsencode(fs.root), fs.root_read_only,
+                      None if fs.upper is None else os.fsencode(fs.upper)), failure)]
+    for path, content in fs.files:
+        steps.append((stage_file, (content.encode(), file_fds),
+                      ("rootfs", f"writing its {path}", FATAL, None)))
+    steps.append((enter_root, (not fs.root_read_only,),
+                  ("rootfs", f"entering --rootfs {fs.root} (pivot_root)", FATAL, None)))
+    return steps
+
+
+def _per_container_fs_steps(fs: FsView, volume_fds: list[int], console: list[int] | None,
+                            file_fds: list[int]) -> list[Step]:
+    """Its device nodes and terminal in its /dev, its files, and its volumes attached."""
     steps: list[Step] = []
+    for index, (path, _content) in enumerate(fs.files):
+        # a root without /etc/hosts (say) that cannot have one made goes without
+        steps.append((attach_volume, (file_fds, index, os.fsencode(path), False),
+                      ("rootfs", f"binding its {path}", IGNORE, None)))
     if fs.dev:
         for path, mode, rdev in fs.device_nodes:
             steps.append((make_node, (os.fsencode(path), mode, rdev),
@@ -532,6 +564,56 @@ def _cgroup_view_steps(mounts: tuple[CgroupMount, ...], *, read_only: bool) -> l
         steps.append((libc.mount, (None, root, None, _libc.MS_REMOUNT | _HIDDEN | ro, data),
                       ("mount", f"making the container's {CGROUP_ROOT} read-only", FATAL, None)))
     return steps
+
+
+def mount_root(root: bytes, read_only: bool, upper: bytes | None) -> int:
+    """The new root at _STAGE/root: root under an overlay whose upper layer is upper
+    (None: on the stage's tmpfs), or root itself, read-only."""
+    target = _STAGE + b"/root"
+    os.mkdir(target, 0o755)
+    if read_only:
+        fd = _libc.open_tree_clone(root, True)
+        try:
+            _libc.move_mount(fd, target)
+        finally:
+            os.close(fd)
+        return 0
+    base = _STAGE if upper is None else upper
+    layer, work = base + b"/upper", base + b"/work"
+    for directory in (layer, work):
+        os.makedirs(directory, 0o755, exist_ok=True)
+    data = b"lowerdir=" + root + b",upperdir=" + layer + b",workdir=" + work
+    if libc.mount(b"overlay", target, b"overlay", 0, data) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return 0
+
+
+def stage_file(content: bytes, fds: list[int]) -> int:
+    """A file for the new root (its /etc/hosts...), taken as a bind mount to attach."""
+    path = _STAGE + b"/file-%d" % len(fds)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+    fds.append(_libc.open_tree_clone(path, False))
+    return 0
+
+
+def enter_root(writable: bool) -> int:
+    """pivot_root into _STAGE/root; the old root detached (gone from mountinfo). A
+    writable root gets the directories the mounts that follow need."""
+    os.chdir(_STAGE + b"/root")
+    _libc.pivot_root(b".", b".")
+    if libc.umount2(b".", _libc.MNT_DETACH) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.chdir(b"/")
+    if writable:
+        for directory in (b"/proc", b"/sys", b"/dev"):
+            os.makedirs(directory, 0o755, exist_ok=True)
+    return 0
 
 
 def open_volume(path: bytes, read_only: bool, fds: list[int]) -> int:

@@ -177,25 +177,56 @@ def working_directory(workdir: str | None, cwd: str, volumes: Sequence[Volume],
     return cwd, Volume(cwd, cwd, True, True)
 
 
+@dataclass(frozen=True)
+class Root:
+    """--rootfs (the directory, a tar's unpacked), --read-only, --keep-upper."""
+
+    path: str
+    read_only: bool = False
+    upper: str | None = None
+
+
 @functools.lru_cache(maxsize=64)  # a batch's jobs share a few: once a shape, not a container
 def container_view(workdir: str | None, cwd: str, volumes: tuple[Volume, ...],
                    tmpfs: tuple[Tmpfs, ...], shm_size: int, dev: bool,
-                   device_nodes: tuple[tuple[str, int, int], ...]) -> tuple[str, FsView]:
-    """Where the command starts and what it sees (working_directory, then fs_view)."""
+                   device_nodes: tuple[tuple[str, int, int], ...], root: Root | None = None
+                   ) -> tuple[str, FsView]:
+    """Where the command starts and what it sees (working_directory, then fs_view). In
+    a root of its own it starts at / (as docker's), unless -w says."""
+    if root is not None:
+        return workdir or "/", fs_view(volumes=volumes, tmpfs=tmpfs, shm_size=shm_size,
+                                       dev=True, device_nodes=device_nodes, root=root)
     start, shown = working_directory(workdir, cwd, volumes, tmpfs)
     return start, fs_view(volumes=(*volumes, shown) if shown is not None else volumes,
                           tmpfs=tmpfs, shm_size=shm_size, dev=dev, device_nodes=device_nodes)
 
 
+def etc_files(hostname: str, resolv_conf: str) -> tuple[tuple[str, str], ...]:
+    """What a root of its own gets at /etc/hostname, /etc/hosts, /etc/resolv.conf."""
+    return (("/etc/hostname", f"{hostname}\n"),
+            ("/etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                           f"ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            ("/etc/resolv.conf", resolv_conf))
+
+
+def with_files(view: FsView, files: tuple[tuple[str, str], ...]) -> FsView:
+    return FsView(read_only=view.read_only, dev=view.dev, device_nodes=view.device_nodes,
+                  tmpfs=view.tmpfs, volumes=view.volumes, root=view.root,
+                  root_read_only=view.root_read_only, upper=view.upper, files=files)
+
+
 @functools.lru_cache(maxsize=64)
-def writable_paths(fs: str, volumes: tuple[Volume, ...], tmpfs: tuple[Tmpfs, ...], dev: bool
-                   ) -> tuple[str, ...]:
+def writable_paths(fs: str, volumes: tuple[Volume, ...], tmpfs: tuple[Tmpfs, ...], dev: bool,
+                   root: Root | None = None) -> tuple[str, ...]:
     """Where a container can write (modes and users aside): its scratch, its /dev (dev:
-    its own), its read-write --tmpfs and -v paths; everything with --fs host."""
-    if fs == "host":
+    its own), its read-write --tmpfs and -v paths; everything with --fs host or in a
+    root of its own (its copy-on-write layer)."""
+    if fs == "host" or (root is not None and not root.read_only):
         return ("/",)
     given = {t.path for t in tmpfs}
-    paths = [p for p, _flags, _data in PRIVATE_SCRATCH if p not in given]
+    paths = [] if root is not None else [
+        p for p, _flags, _data in PRIVATE_SCRATCH if p not in given]
+    dev = dev or root is not None
     if dev:
         paths.append("/dev")
     if "/dev/shm" not in given:
@@ -206,13 +237,14 @@ def writable_paths(fs: str, volumes: tuple[Volume, ...], tmpfs: tuple[Tmpfs, ...
 
 
 def fs_view(*, volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs], shm_size: int,
-            dev: bool, device_nodes: Sequence[tuple[str, int, int]]) -> FsView:
+            dev: bool, device_nodes: Sequence[tuple[str, int, int]],
+            root: Root | None = None) -> FsView:
     """What PID 1 mounts: the host's tree read-only, the scratch, a /dev of its own
     (dev: not when privileged, which sees the host's devices as docker's does), its
     --tmpfs mounts (a later one on a path replaces the default there), then its
     volumes (outermost first, so a volume inside another lands on it)."""
     given = {t.path for t in tmpfs}
-    mounts: list[tuple[str, int, str, bool]] = [
+    mounts: list[tuple[str, int, str, bool]] = [] if root is not None else [
         (path, flags, data, False) for path, flags, data in PRIVATE_SCRATCH
         if path not in given]
     if "/dev/shm" not in given:
@@ -221,9 +253,12 @@ def fs_view(*, volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs], shm_size: int,
     mounts.extend((t.path, t.flags, t.data, True) for t in tmpfs)
     ordered = sorted(volumes, key=lambda v: v.container.count("/"))
     return FsView(
-        read_only=True, dev=dev, device_nodes=tuple(device_nodes),
+        read_only=root is None, dev=dev, device_nodes=tuple(device_nodes),
         tmpfs=tuple(mounts),
-        volumes=tuple((v.host, v.container, v.read_only, v.is_dir) for v in ordered))
+        volumes=tuple((v.host, v.container, v.read_only, v.is_dir) for v in ordered),
+        root=None if root is None else root.path,
+        root_read_only=root is not None and root.read_only,
+        upper=None if root is None else root.upper, files=())
 
 
 def host_isdir(path: str) -> bool | None:

@@ -7,6 +7,7 @@ of a jobs file go through the same translation.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -19,6 +20,7 @@ from ._env import build_environment, default_environment, parse_env_assignment, 
 from ._errors import UsageError
 from ._fsview import (
     DEFAULT_SHM_SIZE,
+    Root,
     Tmpfs,
     Volume,
     below,
@@ -29,6 +31,7 @@ from ._fsview import (
     parse_volume,
     private_mounts,
 )
+from ._rootfs import check_option_path, resolve_rootfs
 from ._spec import ContainerSpec, check_seccomp_profile
 from ._units import (
     parse_cpu_shares,
@@ -53,6 +56,8 @@ class HostFacts:
     cwd: str = "/"
     #: for -v: whether a host path is a directory (None: it does not exist)
     isdir: Callable[[str], bool | None] = host_isdir
+    #: for --rootfs: the directory it names (a tar's unpacked; UsageError if none)
+    rootfs: Callable[[str], str] = resolve_rootfs
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class RunOptions:
     tmpfs: Sequence[str] = field(default_factory=tuple)
     shm_size: str | None = None
     fs: Literal["view", "host"] = "view"
+    rootfs: str | None = None
+    read_only: bool = False
+    keep_upper: str | None = None
 
 
 def _flagged(flag: str, parse: Callable[[str], T], text: str | None) -> T | None:
@@ -275,8 +283,11 @@ def build_spec(
         if conflict is not None:
             raise UsageError(conflict)
     _check_overlaps(volumes, tmpfs)
-    if opts.fs == "view":
-        _check_mount_points(volumes, tmpfs, host.isdir)
+    root = _root(opts, host)
+    # (in a writable root of its own, a missing mount point is made in its layer)
+    if opts.fs == "view" and (root is None or root.read_only):
+        _check_mount_points(volumes, tmpfs, host.isdir,
+                            "" if root is None else root.path.rstrip("/"))
     return ContainerSpec(
         argv=list(argv),
         name=opts.name,
@@ -300,26 +311,56 @@ def build_spec(
         volumes=volumes,
         tmpfs=tmpfs,
         shm_size=shm_size,
+        root=root,
     )
 
 
+def _root(opts: RunOptions, host: HostFacts) -> Root | None:
+    """--rootfs, --read-only, --keep-upper, checked."""
+    if opts.rootfs is None:
+        if opts.read_only or opts.keep_upper is not None:
+            raise UsageError("--read-only and --keep-upper go with --rootfs")
+        return None
+    if opts.fs == "host":
+        raise UsageError("--rootfs gives the container a root of its own: not with --fs host")
+    path = host.rootfs(posixpath.normpath(posixpath.join(host.cwd, opts.rootfs)))
+    upper = None
+    if opts.keep_upper is not None:
+        if opts.read_only:
+            raise UsageError("--keep-upper keeps the copy-on-write layer, which --read-only "
+                             "does without")
+        upper = posixpath.normpath(posixpath.join(host.cwd, opts.keep_upper))
+        check_option_path(upper, "--keep-upper")
+        if below(upper, path) or below(path, upper) or below(upper, "/proc"):
+            raise UsageError(f"--keep-upper {opts.keep_upper}: a directory apart from the "
+                             "rootfs (and from /proc)")
+    return Root(path, opts.read_only, upper)
+
+
 def _check_mount_points(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs],
-                        isdir: Callable[[str], bool | None]) -> None:
-    """A volume's path must exist in the host's tree, which the container sees
-    read-only, unless it is below a tmpfs of the container's own (made there)."""
-    private = private_mounts(tmpfs)
+                        isdir: Callable[[str], bool | None], root: str = "") -> None:
+    """A volume's path must exist in the host's tree (or the read-only root, its path
+    root), which the container sees read-only, unless it is below a tmpfs of the
+    container's own (made there)."""
+    private = private_mounts(tmpfs) if not root else ("/dev", *(t.path for t in tmpfs))
     for volume in volumes:
         where = volume.container
-        if isdir(where) is None and not any(below(where, p) and where != p for p in private):
+        if isdir(root + where) is None and not any(
+                below(where, p) and where != p for p in private):
+            if root:
+                raise UsageError(f"-v {volume.host}:{where}: {where} does not exist in the "
+                                 "read-only rootfs: mount on an existing path, or below a "
+                                 "--tmpfs")
             raise UsageError(
                 f"-v {volume.host}:{where}: {where} does not exist, and the container sees "
                 "the host's files read-only: mount on an existing path, or below /tmp, "
                 "/var/tmp, /run or a --tmpfs")
     for mount in tmpfs:
-        if isdir(mount.path) is None and not any(
+        if isdir(root + mount.path) is None and not any(
                 below(mount.path, p) and mount.path != p for p in private):
-            raise UsageError(f"--tmpfs {mount.path}: no such directory in the host's files "
-                             "(which the container sees read-only)")
+            where = ("the read-only rootfs" if root else
+                     "the host's files (which the container sees read-only)")
+            raise UsageError(f"--tmpfs {mount.path}: no such directory in {where}")
 
 
 def _check_overlaps(volumes: Sequence[Volume], tmpfs: Sequence[Tmpfs]) -> None:

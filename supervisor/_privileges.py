@@ -72,7 +72,18 @@ def grant_of(spec: ContainerSpec) -> Grant:
         no_new_privs=not spec.privileged or bool(getattr(spec, "no_new_privileges", False)),
         devices=frozenset(str(d) for d in getattr(spec, "devices", ())),
         fs_host=getattr(spec, "fs", "view") == "host",
-        volumes=tuple((v.host, v.container, v.read_only) for v in getattr(spec, "volumes", ())))
+        volumes=tuple((v.host, v.container, v.read_only) for v in getattr(spec, "volumes", ()))
+        + _keep_upper(spec))
+
+
+def _keep_upper(spec: ContainerSpec) -> tuple[tuple[str, str, bool], ...]:
+    """--keep-upper writes the host's DIR: a read-write volume, as far as grants go."""
+    root = getattr(spec, "root", None)
+    upper = None if root is None else root.upper
+    return () if upper is None else ((upper, _KEEP_UPPER, False),)
+
+
+_KEEP_UPPER = "(--keep-upper)"
 
 
 
@@ -124,7 +135,8 @@ def beyond(batch: Grant, line: Grant, options: RunOptions) -> list[str]:
         for host, container, read_only in line.volumes:
             if not any(below(host, top) and (read_only or not top_ro)
                        for top, _inside, top_ro in batch.volumes):
-                found.append(f"-v {host}:{container}:{'ro' if read_only else 'rw'}")
+                found.append(f"--keep-upper {host}" if container == _KEEP_UPPER else
+                             f"-v {host}:{container}:{'ro' if read_only else 'rw'}")
     if line.user != batch.user and not batch.may_become_anyone:
         found.append(f"-u {options.user or '0:0'}")
     return found

@@ -16,10 +16,13 @@ from nsutil._messages import InitSpec
 from ._devices import Device, device_rules
 from ._fsview import (
     DEFAULT_SHM_SIZE,
+    Root,
     Tmpfs,
     Volume,
     container_view,
+    etc_files,
     fs_host_conflict,
+    with_files,
     writable_paths,
 )
 
@@ -72,6 +75,8 @@ class ContainerSpec:
     volumes: Sequence[Volume] = ()
     tmpfs: Sequence[Tmpfs] = ()
     shm_size: int = DEFAULT_SHM_SIZE
+    #: a root of its own (--rootfs, --read-only, --keep-upper); None: the host's tree
+    root: Root | None = None
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -82,6 +87,8 @@ class ContainerSpec:
             raise ValueError(f"user {self.user!r}: uid and gid are 0 to 4294967294")
         if self.seccomp not in (None, _seccomp.DEFAULT):
             check_seccomp_profile(self.seccomp)  # ValueError (ProfileError) if it is not one
+        if self.fs == "host" and self.root is not None:
+            raise ValueError("--rootfs gives it a root of its own: not with --fs host")
         if self.fs == "host":
             conflict = fs_host_conflict(
                 self.volumes, self.tmpfs, self.shm_size != DEFAULT_SHM_SIZE,
@@ -115,7 +122,7 @@ class ContainerSpec:
     def writable_paths(self) -> tuple[str, ...]:
         """Where it can write (see _fsview.writable_paths): for its result."""
         return writable_paths(self.fs, tuple(self.volumes), tuple(self.tmpfs),
-                              not self.privileged)
+                              not self.privileged, self.root)
 
     def namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in NAMESPACES if not (ns == "net" and self.network == "host"))
@@ -135,7 +142,9 @@ class ContainerSpec:
             workdir, filesystem = container_view(
                 self.workdir, cwd, tuple(self.volumes), tuple(self.tmpfs), self.shm_size,
                 not self.privileged,
-                tuple((d.container_path, d.mode, d.rdev) for d in self.devices))
+                tuple((d.container_path, d.mode, d.rdev) for d in self.devices), self.root)
+            if self.root is not None:  # its own /etc/hostname...: one a container
+                filesystem = with_files(filesystem, etc_files(hostname, resolv_conf()))
         return InitSpec(
             argv=tuple(self.argv), env=dict(self.env), cwd=workdir, hostname=hostname,
             namespaces=self.namespaces(), cgroup_join=tuple(cgroup_join), cgroup_fd=cgroup_fd,
@@ -152,6 +161,16 @@ class ContainerSpec:
             device_cgroup_fd=device_cgroup_fd,
             filesystem=filesystem,
         )
+
+
+@functools.lru_cache(maxsize=1)
+def resolv_conf() -> str:
+    """The host's /etc/resolv.conf, for a root of its own (read once)."""
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 @functools.lru_cache(maxsize=64)  # a batch's jobs share a few: asked 3 times a container

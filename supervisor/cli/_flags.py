@@ -80,6 +80,13 @@ limit_options = _options(
                  help="A tmpfs of the container's own at PATH (size=, mode=, exec...). "
                       "Repeatable."),
     click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm (default 64m)."),
+    click.option("--rootfs", metavar="DIR|TAR",
+                 help="A root file system of its own (a directory, or a .tar, .tar.gz or "
+                      ".tar.zst of one), under a copy-on-write layer discarded at exit."),
+    click.option("--read-only", is_flag=True,
+                 help="With --rootfs: no copy-on-write layer; the root is read-only."),
+    click.option("--keep-upper", metavar="DIR",
+                 help="With --rootfs: keep the copy-on-write layer in DIR (its upper/)."),
     click.option("--fs", type=click.Choice(["view", "host"]), default="view",
                  show_default=True,
                  help="view: the host's files read-only, /tmp /var/tmp /run /dev/shm and "
@@ -91,7 +98,7 @@ RUN_FIELDS = ("tty", "interactive", "memory", "memory_swap", "cpus", "cpu_shares
               "cpuset_cpus", "cpuset_mems", "pids_limit", "name", "hostname", "env",
               "env_file", "workdir", "net", "timeout", "stop_timeout", "privileged",
               "cap_add", "cap_drop", "user", "init", "security_opt", "device", "volume",
-              "tmpfs", "shm_size", "fs")
+              "tmpfs", "shm_size", "fs", "rootfs", "read_only", "keep_upper")
 
 
 def run_fields(params: Mapping[str, Any], only_given: Callable[[str], bool] | None = None
