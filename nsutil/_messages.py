@@ -321,6 +321,10 @@ class InitSpec(Record, kind="init"):
     device_cgroup_fd: int | None
     #: a file system view of its own (None: the host's, as it is: --fs host)
     filesystem: FsView | None
+    #: enter the namespaces of the process this pidfd (an index into the fds) opens,
+    #: after joining cgroup_join, instead of making any (supervise exec); with init,
+    #: the command is forked into its PID namespace
+    join_pidfd: int | None
 
 
 class Spawn(Record, kind="spawn"):

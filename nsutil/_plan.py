@@ -77,6 +77,11 @@ _DEFAULT_ACTION = ctypes.create_string_buffer(256)
 _EMPTY_SET = ctypes.create_string_buffer(256)
 
 
+# What supervise exec enters (setns with a pidfd, Linux 5.8): all but the user namespace.
+_JOINED = (_libc.NAMESPACE_FLAGS["mnt"] | _libc.NAMESPACE_FLAGS["uts"]
+           | _libc.NAMESPACE_FLAGS["ipc"] | _libc.NAMESPACE_FLAGS["net"]
+           | _libc.NAMESPACE_FLAGS["pid"] | _libc.NAMESPACE_FLAGS["cgroup"])
+
 # Nothing mounted inside may propagate back to the host.
 _PRIVATE_ROOT: Step = (libc.mount, (None, b"/", None, _libc.MS_REC | _libc.MS_PRIVATE, None),
                        ("mount", "making / private", FATAL, None))
@@ -255,6 +260,12 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     for path in joins:
         steps.append((join_cgroup, (os.fsencode(path),),
                       ("cgroup", f"joining {path}", FATAL, None)))
+    if spec.join_pidfd is not None:
+        if not 0 <= spec.join_pidfd < len(fds):
+            raise ValueError(f"the namespaces to join are fd #{spec.join_pidfd}, but "
+                             f"{len(fds)} came")
+        steps.append((libc.setns, (fds[spec.join_pidfd], _JOINED),
+                      ("setns", "entering the container's namespaces", FATAL, None)))
     flags = 0
     for name in namespaces:
         if name not in _libc.NAMESPACE_FLAGS:

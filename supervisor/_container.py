@@ -14,6 +14,7 @@ import anyio.to_thread
 import cgroupfs
 from nsutil._messages import Exited
 
+from ._control import send
 from ._procfs import catches_signal
 from ._result import Result, classify, cpu_times, exit_code_from_wait_status, iso_utc
 from ._spawner_client import Spawned
@@ -89,11 +90,7 @@ class Container:
         False if it has already ended."""
         if self._pidfd is None or self._exited.is_set():
             return False
-        try:
-            signal.pidfd_send_signal(self._pidfd, sig)
-        except ProcessLookupError:
-            return False
-        return True
+        return send(self._pidfd, sig)
 
     def kill(self, *, cancel: bool = False) -> None:
         """SIGKILL its PID 1 (and with it the whole PID namespace); cancel=True records

@@ -160,6 +160,7 @@ class ContainerSpec:
                  r.access) for r in devices),
             device_cgroup_fd=device_cgroup_fd,
             filesystem=filesystem,
+            join_pidfd=None,
         )
 
 

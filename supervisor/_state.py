@@ -21,6 +21,8 @@ is done, see _control and _gc.)
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -69,6 +71,8 @@ class ContainerState:
     hostname: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
+    #: what `supervise exec` gives a process it starts inside (see exec_security)
+    security: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         # A shallow dict: dataclasses.asdict would deep-copy every list, per container.
@@ -94,6 +98,64 @@ def _is_int(value: object, *, optional: bool = False, positive: bool = False) ->
     if value is None:
         return optional
     return type(value) is int and (value > 0 if positive else value >= 0)
+
+
+@functools.lru_cache(maxsize=64)  # a batch's containers share one: once, not a container
+def exec_security(capabilities: tuple[int, ...] | None, seccomp: str | None,
+                  no_new_privs: bool, user: tuple[int, int] | None, workdir: str
+                  ) -> dict[str, Any]:
+    """ContainerState.security (shared: never changed after)."""
+    return {"capabilities": None if capabilities is None else list(capabilities),
+            "seccomp": seccomp, "no_new_privs": no_new_privs,
+            "user": None if user is None else list(user), "workdir": workdir}
+
+
+@functools.lru_cache(maxsize=16)
+def keep_profile(directory: str, profile: str) -> str:
+    """Keep a seccomp profile's text in directory/seccomp/HEX.json (root's alone);
+    its reference in the state, "sha256:HEX"."""
+    digest = hashlib.sha256(profile.encode()).hexdigest()
+    where = os.path.join(directory, "seccomp")
+    private_dir(directory)
+    private_dir(where)
+    path = os.path.join(where, f"{digest}.json")
+    if not os.path.exists(path):
+        partial = f"{path}.{os.getpid()}"
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(profile)
+        os.replace(partial, path)
+    return f"sha256:{digest}"
+
+
+def kept_profile(directory: str, ref: str) -> str:
+    """The profile text keep_profile kept as ref (OSError if gone, ValueError if it is
+    not what the reference says)."""
+    digest = ref.removeprefix("sha256:")
+    with open(os.path.join(directory, "seccomp", f"{digest}.json"), encoding="utf-8") as f:
+        text = f.read()
+    if hashlib.sha256(text.encode()).hexdigest() != digest:
+        raise ValueError(f"the kept seccomp profile {digest} does not match its name")
+    return text
+
+
+def _is_security(value: object) -> bool:
+    """The shape of ContainerState.security: capabilities (numbers, or None: all),
+    seccomp ("default", None, or "sha256:HEX" of a profile kept in the cache
+    directory), no_new_privs, user ([uid, gid] or None), workdir (absolute)."""
+    if type(value) is not dict or set(value) != {
+            "capabilities", "seccomp", "no_new_privs", "user", "workdir"}:
+        return False
+    caps, seccomp, user = value["capabilities"], value["seccomp"], value["user"]
+    return ((caps is None or (type(caps) is list and all(
+                type(c) is int and 0 <= c < 64 for c in caps)))
+            and (seccomp in (None, "default") or (
+                type(seccomp) is str and seccomp.startswith("sha256:")
+                and len(seccomp) == 71 and all(c in "0123456789abcdef" for c in seccomp[7:])))
+            and type(value["no_new_privs"]) is bool
+            and (user is None or (type(user) is list and len(user) == 2 and all(
+                type(i) is int and 0 <= i < 0xFFFFFFFF for i in user)))
+            and type(value["workdir"]) is str and value["workdir"].startswith("/")
+            and "\0" not in value["workdir"])
 
 
 def _is_strs(value: object) -> bool:
@@ -128,6 +190,7 @@ def _shape_error(data: dict[str, Any]) -> str | None:
         "hostname": data.get("hostname") is None or type(data.get("hostname")) is str,
         "limits": type(data.get("limits", {})) is dict,
         "line": _is_int(data.get("line"), optional=True, positive=True),
+        "security": data.get("security") is None or _is_security(data["security"]),
     }
     wrong = [field for field, good in checks.items() if not good]
     return f"bad {', '.join(wrong)}" if wrong else None

@@ -237,7 +237,7 @@ class Supervisor:
             self._claimed.discard(container.id)
             _state.release_name(container.name, container.id, self._state_dir)
 
-    def _announce(self, container: Container) -> None:
+    def _announce(self, container: Container, init: InitSpec) -> None:
         if not self._write_state:
             return
         spec = container.spec
@@ -250,12 +250,27 @@ class Supervisor:
             limits={f.name: getattr(spec.limits, f.name) for f in _LIMIT_FIELDS
                     if getattr(spec.limits, f.name) is not None},
             line=spec.line,
+            security=_state.exec_security(
+                init.capabilities, self._seccomp_ref(init.seccomp), init.no_new_privs,
+                init.user, init.cwd or os.getcwd()),
         )
         try:
             self._journal.add(state)
         except OSError as exc:
             raise SuperviseError(
                 f"writing state to {self._state_dir}: {exc.strerror}") from exc
+
+    def _seccomp_ref(self, profile: str | None) -> str | None:
+        """How the state names a container's seccomp filter: "default", None, or the
+        sha256 of a profile of its own, kept once in the cache directory for exec."""
+        if profile is None or profile == "default":
+            return profile
+        try:
+            return _state.keep_profile(_state.cache_dir(), profile)
+        except OSError as exc:
+            raise SuperviseError(
+                f"keeping the seccomp profile in {_state.cache_dir()}: {exc.strerror}"
+            ) from exc
 
     async def start(self, spec: ContainerSpec, *, cid: str | None = None,
                     unique_name: bool = True) -> Container:
@@ -357,7 +372,7 @@ class Supervisor:
         self._containers[cid] = container
         client.watch(cid, container.notify_exit)
         try:
-            self._announce(container)
+            self._announce(container, init)
         except SuperviseError:
             container.kill()
             with anyio.CancelScope(shield=True):

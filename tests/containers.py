@@ -81,7 +81,8 @@ def init_spec(**changes: Any) -> InitSpec:
         "loopback_request": None,
         "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
         "harden_mounts": False, "user": None, "init": False,
-        "devices": None, "device_cgroup_fd": None, "seccomp": None, "filesystem": None}
+        "devices": None, "device_cgroup_fd": None, "seccomp": None, "filesystem": None,
+        "join_pidfd": None}
     fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
     return InitSpec(**fields)
 

@@ -29,6 +29,7 @@ COMMANDS = {
     "kill": ("._ps", "kill_command"),
     "stop": ("._ps", "stop_command"),
     "gc": ("._ps", "gc_command"),
+    "exec": ("._exec", "exec_command"),
 }
 
 

@@ -8,14 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import click
 import trio
 
-from .._container import Container
 from .._errors import SuperviseError
 from .._gc import gc_quietly
 from .._host import host_facts, read_host_file, require_root, require_seccomp
@@ -75,15 +74,25 @@ def _report(result: Result, spec: ContainerSpec, path: str | None) -> None:
             raise SuperviseError(f"--report {path}: {exc.strerror}") from exc
 
 
-async def _forward_signals(container: Container, signals: AsyncIterator[int],
-                           tg: anyio.abc.TaskGroup) -> None:
+class Attached(Protocol):
+    """What a terminal is attached to: a container, or a process exec started."""
+
+    def signal(self, sig: int) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> Result: ...
+
+
+async def _forward_signals(container: Attached, signals: AsyncIterator[int],
+                           tg: anyio.abc.TaskGroup, stop_timeout: float) -> None:
     """SIGINT/SIGTERM/SIGHUP go to the container; stop-timeout later, or at a
     second Ctrl-C, it is killed."""
     killer_started = False
     interrupts = 0
 
     async def kill_later() -> None:
-        await anyio.sleep(container.spec.stop_timeout)
+        await anyio.sleep(stop_timeout)
         container.kill()
 
     async for sig in signals:
@@ -119,22 +128,29 @@ async def _run(cid: str, spec: ContainerSpec, interactive: bool,
                 if slave is not None:
                     os.close(slave)
                     slave = None
-                if master is None:
-                    return await _attached(container, signals)
-                raw_fd = terminal_fd(0) if interactive else None
-                with raw_mode(raw_fd):
-                    pump = PtyPump(master, 0, 1, interactive)
-                    return await _attached(container, signals, pump, term)
+                return await attach(container, signals, master, interactive, term,
+                                    spec.stop_timeout)
     finally:
         for fd in (master, slave):
             if fd is not None:
                 os.close(fd)
 
 
-async def _attached(container: Container, signals: AsyncIterator[int],
+async def attach(container: Attached, signals: AsyncIterator[int], master: int | None,
+                 interactive: bool, term: int | None, stop_timeout: float) -> Result:
+    """Wait for its end, forwarding signals, and with -t pumping the pty (master)."""
+    if master is None:
+        return await _attached(container, signals, stop_timeout)
+    raw_fd = terminal_fd(0) if interactive else None
+    with raw_mode(raw_fd):
+        pump = PtyPump(master, 0, 1, interactive)
+        return await _attached(container, signals, stop_timeout, pump, term)
+
+
+async def _attached(container: Attached, signals: AsyncIterator[int], stop_timeout: float,
                     pump: PtyPump | None = None, term: int | None = None) -> Result:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_forward_signals, container, signals, tg)
+        tg.start_soon(_forward_signals, container, signals, tg, stop_timeout)
         output_done = anyio.Event()
         if pump is not None:
             async def output() -> None:
