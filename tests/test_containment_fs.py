@@ -193,12 +193,27 @@ def test_scratch_is_private_sized_and_fresh(flags: list[str]) -> None:
 @pytest.mark.usefixtures("root_only")
 @AS
 def test_filling_dev_shm_is_an_oom_kill_that_leaves_nothing(flags: list[str]) -> None:
-    before = set(os.listdir("/dev/shm"))
+    """...and no charge either: a file left in the host's /dev/shm would keep its
+    pages charged to the container's parent once its cgroup is gone (ours is an
+    ancestor: usage counts what is below)."""
+    before, charged = set(os.listdir("/dev/shm")), _own_memory_usage()
     done = supervise("run", *flags, "-m", "64m", "--shm-size", "512m", "--", "sh", "-c",
                      "head -c 200m /dev/zero > /dev/shm/fill")
     assert done.returncode == 137, done.stderr
     assert "out of memory" in done.stderr
     assert set(os.listdir("/dev/shm")) == before
+    assert _own_memory_usage() - charged < 32 << 20
+
+
+def _own_memory_usage() -> int:
+    """The memory usage of this process's memory cgroup (v1 or v2)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/memory{path}/memory.usage_in_bytes").read_text())
+        if controllers == "" and Path(f"/sys/fs/cgroup{path}/memory.current").exists():
+            return int(Path(f"/sys/fs/cgroup{path}/memory.current").read_text())
+    pytest.skip("no memory cgroup to read")
 
 
 SOCKETS = ATTEMPT + """
