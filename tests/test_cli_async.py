@@ -14,9 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from supervisor._container import Container
 from supervisor.cli._batch_runner import _relay
-from supervisor.cli._run import _forward_signals
+from supervisor.cli._run import Attached, _forward_signals
 
 pytestmark = pytest.mark.trio
 
@@ -44,7 +43,8 @@ async def _forward(sent: list[int], stop_timeout: float, wait: float) -> list[tu
     start = trio.current_time()
     with trio.move_on_after(wait):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_forward_signals, cast(Container, container), receive, tg)
+            tg.start_soon(_forward_signals, cast(Attached, container), receive, tg,
+                          container.spec.stop_timeout)
             for sig in sent:
                 await send.send(sig)
             await trio.sleep_forever()
