@@ -325,6 +325,10 @@ class InitSpec(Record, kind="init"):
     #: after joining cgroup_join, instead of making any (supervise exec); with init,
     #: the command is forked into its PID namespace
     join_pidfd: int | None
+    #: with join_pidfd, its root directory (/proc/PID/root, an index into the fds): a
+    #: mount namespace's own root is not always its processes' (a host that
+    #: switch_root'ed from an initramfs keeps that as its namespace's root)
+    join_root_fd: int | None
 
 
 class Spawn(Record, kind="spawn"):

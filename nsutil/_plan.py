@@ -266,6 +266,12 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                              f"{len(fds)} came")
         steps.append((libc.setns, (fds[spec.join_pidfd], _JOINED),
                       ("setns", "entering the container's namespaces", FATAL, None)))
+        if spec.join_root_fd is not None:
+            if not 0 <= spec.join_root_fd < len(fds):
+                raise ValueError(f"the root to enter is fd #{spec.join_root_fd}, but "
+                                 f"{len(fds)} came")
+            steps.append((enter_directory_root, (fds[spec.join_root_fd],),
+                          ("setns", "entering the container's root", FATAL, None)))
     flags = 0
     for name in namespaces:
         if name not in _libc.NAMESPACE_FLAGS:
@@ -624,6 +630,13 @@ def enter_root(writable: bool) -> int:
     if writable:
         for directory in (b"/proc", b"/sys", b"/dev"):
             os.makedirs(directory, 0o755, exist_ok=True)
+    return 0
+
+
+def enter_directory_root(fd: int) -> int:
+    """Make the directory fd opens this process's root (and working directory)."""
+    os.fchdir(fd)
+    os.chroot(".")
     return 0
 
 

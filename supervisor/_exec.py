@@ -40,8 +40,13 @@ class Target:
 
     state: ContainerState
     pidfd: int
+    root_fd: int  # its PID 1's root directory (O_PATH)
     join_files: tuple[str, ...]
     v2_join: str | None
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+        os.close(self.pidfd)
 
 
 def join_files(proc_cgroup: str, mountinfo: str) -> tuple[tuple[str, ...], str | None]:
@@ -73,21 +78,26 @@ def open_target(ref: str) -> Target:
     pidfd = _control.open_pid1(state)
     if pidfd is None:
         raise _control.NotFound(f"{state.id} is not running")
+    root_fd = None
     try:
         try:
             with open(f"/proc/{state.pid}/cgroup", encoding="utf-8") as f:
                 proc_cgroup = f.read()
             with open("/proc/self/mountinfo", encoding="utf-8") as f:
                 mountinfo = f.read()
+            root_fd = os.open(f"/proc/{state.pid}/root",
+                              os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise _control.NotFound(f"{state.id} is not running ({exc.strerror})") from exc
         if _exited(pidfd):  # read after its end, the pid's cgroups may be another's
             raise _control.NotFound(f"{state.id} is not running")
         files, v2 = join_files(proc_cgroup, mountinfo)
     except BaseException:
+        if root_fd is not None:
+            os.close(root_fd)
         os.close(pidfd)
         raise
-    return Target(state, pidfd, files, v2)
+    return Target(state, pidfd, root_fd, files, v2)
 
 
 def _exited(pidfd: int) -> bool:
@@ -98,10 +108,10 @@ def _exited(pidfd: int) -> bool:
 
 
 def exec_spec(target: Target, argv: list[str], env: dict[str, str], *, tty: bool,
-              stdio: tuple[int, int, int], pidfd_index: int, user: tuple[int, int] | None,
-              workdir: str | None) -> InitSpec:
-    """What the spawner's child is to do: stdio and pidfd_index index the fds sent
-    with it (the target's pidfd among them)."""
+              stdio: tuple[int, int, int], pidfd_index: int, root_index: int,
+              user: tuple[int, int] | None, workdir: str | None) -> InitSpec:
+    """What the spawner's child is to do: stdio, pidfd_index and root_index index the
+    fds sent with it (the target's pidfd and root among them)."""
     security = target.state.security
     assert security is not None
     seccomp = security["seccomp"]
@@ -120,7 +130,7 @@ def exec_spec(target: Target, argv: list[str], env: dict[str, str], *, tty: bool
         no_new_privs=security["no_new_privs"], harden_mounts=False,
         user=user if user is not None else (None if kept_user is None else tuple(kept_user)),
         init=True, seccomp=seccomp, devices=None, device_cgroup_fd=None, filesystem=None,
-        join_pidfd=pidfd_index,
+        join_pidfd=pidfd_index, join_root_fd=root_index,
     )
 
 

@@ -161,6 +161,7 @@ class ContainerSpec:
             device_cgroup_fd=device_cgroup_fd,
             filesystem=filesystem,
             join_pidfd=None,
+            join_root_fd=None,
         )
 
 

@@ -60,7 +60,7 @@ def exec_command(ref: str, command: tuple[str, ...], tty: bool, interactive: boo
         result = trio.run(_run, target, argv, environment, tty, interactive,
                           as_user, workdir)
     finally:
-        os.close(target.pidfd)
+        target.close()
     if result.error is not None:
         say(result.error)
     sys.exit(exit_status(result))
@@ -78,12 +78,13 @@ async def _run(target: _exec.Target, argv: list[str], env: dict[str, str], tty: 
             os.set_inheritable(master, False)
             if term is not None:
                 copy_window_size(term, master)
-            fds, stdio = [slave, target.pidfd], (0, 0, 0)
+            fds, stdio = [slave, target.pidfd, target.root_fd], (0, 0, 0)
         else:
-            fds = [0 if interactive else devnull, 1, 2, target.pidfd]
+            fds = [0 if interactive else devnull, 1, 2, target.pidfd, target.root_fd]
             stdio = (0, 1, 2)
         spec = _exec.exec_spec(target, argv, env, tty=tty, stdio=stdio,
-                               pidfd_index=len(fds) - 1, user=user, workdir=workdir)
+                               pidfd_index=len(fds) - 2, root_index=len(fds) - 1, user=user,
+                               workdir=workdir)
         with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
             client = SpawnerClient.start()
             try:
