@@ -119,3 +119,31 @@ def test_a_record_with_odd_security_is_refused(security: dict[str, object]) -> N
     record["security"] = {"capabilities": [0, 1], "seccomp": "sha256:" + "a" * 64,
                           "no_new_privs": True, "user": [5, 6], "workdir": "/w"}
     assert _state.ContainerState.from_json(json.dumps(record)).security is not None
+
+
+def test_exec_runs_under_the_containers_own_seccomp_profile(tmp_path: Path) -> None:
+    """A profile of the container's own (kept in the cache by its hash) holds for what
+    exec starts: mkdir refused as the profile says, where docker's default allows it."""
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 1}]}))
+    with running("exec-profile", "--security-opt", f"seccomp={profile}"):
+        refused = supervise("exec", "exec-profile", "--", "mkdir", "/tmp/made")
+    with running("exec-default"):
+        allowed = supervise("exec", "exec-default", "--", "mkdir", "/tmp/made")
+    assert refused.returncode == 1 and "Operation not permitted" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_what_exec_starts_is_contained_like_the_container() -> None:
+    """As nobody: the host's state directory is not in view, the host's files are
+    read-only, and exec's own reaper (a fork of the spawner, outside the PID
+    namespace) is nowhere in the container's /proc."""
+    with running("exec-nobody", "-u", "65534:65534"):
+        done = supervise("exec", "exec-nobody", "--", "sh", "-c",
+                         "ls /run/supervise; touch /etc/x; cat /proc/[0-9]*/comm")
+    assert "/run/supervise': No such file" in done.stderr, done.stderr
+    assert "Read-only file system" in done.stderr
+    assert "supervise-init" not in done.stdout and "sleep" in done.stdout
