@@ -329,6 +329,10 @@ class InitSpec(Record, kind="init"):
     #: mount namespace's own root is not always its processes' (a host that
     #: switch_root'ed from an initramfs keeps that as its namespace's root)
     join_root_fd: int | None
+    #: with tty: make the terminal in its own devpts (its /dev/ptmx), and send the
+    #: master end over this unix socket (an index into the fds), as runc's
+    #: --console-socket; stdio is then that terminal's other end
+    console_socket: int | None
 
 
 class Spawn(Record, kind="spawn"):

@@ -19,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import select
 import signal
+import socket
 import stat
 import struct
 
@@ -326,6 +328,12 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         if not 0 <= index < len(fds):
             raise ValueError(f"stdio {target} is fd #{index}, but {len(fds)} came")
         steps.append((libc.dup2, (fds[index], target), stdio_failure))
+    if spec.console_socket is not None:
+        if not spec.tty or not 0 <= spec.console_socket < len(fds):
+            raise ValueError(f"the console socket is fd #{spec.console_socket} (with tty), "
+                             f"but {len(fds)} came")
+        steps.append((open_console, (fds[spec.console_socket],),
+                      ("stdio", "making its terminal", FATAL, None)))
     if spec.tty:
         steps.append((libc.ioctl, (0, _TIOCSCTTY, 0), stdio_failure))
     capabilities, user, no_new_privs = spec.capabilities, spec.user, spec.no_new_privs
@@ -630,6 +638,30 @@ def enter_root(writable: bool) -> int:
     if writable:
         for directory in (b"/proc", b"/sys", b"/dev"):
             os.makedirs(directory, 0o755, exist_ok=True)
+    return 0
+
+
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+
+
+def open_console(sock: int) -> int:
+    """A terminal of its own devpts (through its /dev/ptmx): the other end becomes
+    stdin, stdout and stderr, the master end goes over the unix socket sock."""
+    master = os.open(b"/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        peer = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        channel = socket.socket(fileno=sock)
+        try:
+            socket.send_fds(channel, [b"t"], [master])
+        finally:
+            channel.detach()
+    finally:
+        os.close(master)
+    for target in (0, 1, 2):
+        os.dup2(peer, target)
+    os.close(peer)
     return 0
 
 

@@ -109,9 +109,11 @@ def _exited(pidfd: int) -> bool:
 
 def exec_spec(target: Target, argv: list[str], env: dict[str, str], *, tty: bool,
               stdio: tuple[int, int, int], pidfd_index: int, root_index: int,
-              user: tuple[int, int] | None, workdir: str | None) -> InitSpec:
-    """What the spawner's child is to do: stdio, pidfd_index and root_index index the
-    fds sent with it (the target's pidfd and root among them)."""
+              user: tuple[int, int] | None, workdir: str | None,
+              console_index: int | None = None) -> InitSpec:
+    """What the spawner's child is to do: stdio, pidfd_index, root_index and
+    console_index index the fds sent with it (the target's pidfd and root among them;
+    with tty, the socket its terminal's master end comes back on)."""
     security = target.state.security
     assert security is not None
     seccomp = security["seccomp"]
@@ -130,7 +132,7 @@ def exec_spec(target: Target, argv: list[str], env: dict[str, str], *, tty: bool
         no_new_privs=security["no_new_privs"], harden_mounts=False,
         user=user if user is not None else (None if kept_user is None else tuple(kept_user)),
         init=True, seccomp=seccomp, devices=None, device_cgroup_fd=None, filesystem=None,
-        join_pidfd=pidfd_index, join_root_fd=root_index,
+        join_pidfd=pidfd_index, join_root_fd=root_index, console_socket=console_index,
     )
 
 

@@ -162,6 +162,7 @@ class ContainerSpec:
             filesystem=filesystem,
             join_pidfd=None,
             join_root_fd=None,
+            console_socket=None,
         )
 
 

@@ -82,7 +82,7 @@ def init_spec(**changes: Any) -> InitSpec:
         "tty": False, "stdio": (0, 0, 0), "capabilities": None, "no_new_privs": False,
         "harden_mounts": False, "user": None, "init": False,
         "devices": None, "device_cgroup_fd": None, "seccomp": None, "filesystem": None,
-        "join_pidfd": None, "join_root_fd": None}
+        "join_pidfd": None, "join_root_fd": None, "console_socket": None}
     fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
     return InitSpec(**fields)
 

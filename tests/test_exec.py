@@ -147,3 +147,32 @@ def test_what_exec_starts_is_contained_like_the_container() -> None:
     assert "/run/supervise': No such file" in done.stderr, done.stderr
     assert "Read-only file system" in done.stderr
     assert "supervise-init" not in done.stdout and "sleep" in done.stdout
+
+
+def test_exec_with_a_terminal_made_in_the_containers_own_devpts() -> None:
+    """-t: the terminal is the container's (its devpts), so `tty` names it inside;
+    the status comes back through it."""
+    master, slave = os.openpty()
+    try:
+        with running("exec-tty"):
+            proc = subprocess.Popen([PYTHON, "-m", "supervisor", "exec", "-t", "exec-tty",
+                                     "--", "sh", "-c", "tty; exit 5"],
+                                    stdin=slave, stdout=slave, stderr=slave)
+            os.close(slave)
+            slave = -1
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every end of the terminal is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            code = proc.wait(timeout=30)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert code == 5, output
+    assert output.split() == [b"/dev/pts/0"], output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import anyio
@@ -69,39 +70,66 @@ def exec_command(ref: str, command: tuple[str, ...], tty: bool, interactive: boo
 async def _run(target: _exec.Target, argv: list[str], env: dict[str, str], tty: bool,
                interactive: bool, user: tuple[int, int] | None, workdir: str | None
                ) -> Result:
-    master = slave = None
+    master = None
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     term = terminal_fd(0, 1, 2)
+    # With -t the terminal is made inside, in the container's own devpts (so `tty`
+    # names it there, as in docker); its master end comes back on this socket.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if tty else (None,
+                                                                                      None)
     try:
-        if tty:
-            master, slave = os.openpty()
-            os.set_inheritable(master, False)
-            if term is not None:
-                copy_window_size(term, master)
-            fds, stdio = [slave, target.pidfd, target.root_fd], (0, 0, 0)
+        if theirs is not None:
+            fds = [devnull, target.pidfd, target.root_fd, theirs.fileno()]
+            stdio, console = (0, 0, 0), 3
         else:
             fds = [0 if interactive else devnull, 1, 2, target.pidfd, target.root_fd]
-            stdio = (0, 1, 2)
+            stdio, console = (0, 1, 2), None
         spec = _exec.exec_spec(target, argv, env, tty=tty, stdio=stdio,
-                               pidfd_index=len(fds) - 2, root_index=len(fds) - 1, user=user,
-                               workdir=workdir)
+                               pidfd_index=fds.index(target.pidfd),
+                               root_index=fds.index(target.root_fd), user=user,
+                               workdir=workdir, console_index=console)
         with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
             client = SpawnerClient.start()
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(client.read_events)
                     execution = await _exec.start(client, spec, fds)
-                    if slave is not None:
-                        os.close(slave)
-                        slave = None
-                    result = await attach(execution, signals, master, interactive, term,
-                                          execution.stop_timeout)
+                    if ours is not None and theirs is not None:
+                        theirs.close()
+                        master = await _terminal(ours)
+                        if master is not None and term is not None:
+                            copy_window_size(term, master)
+                    if tty and master is None:  # it failed before: its report says why
+                        result = await execution.wait()
+                    else:
+                        result = await attach(execution, signals, master, interactive, term,
+                                              execution.stop_timeout)
                     tg.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):
                     await client.close()
         return result
     finally:
-        for fd in (master, slave, devnull):
+        for fd in (master, devnull):
             if fd is not None:
                 os.close(fd)
+        for end in (ours, theirs):
+            if end is not None:
+                end.close()
+
+
+async def _terminal(sock: socket.socket) -> int | None:
+    """The terminal's master end, sent by the process exec started (None: it ended
+    first)."""
+    sock.setblocking(False)
+    while True:
+        await anyio.wait_readable(sock)
+        try:
+            _data, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        except BlockingIOError:
+            continue
+        for extra in fds[1:]:
+            os.close(extra)
+        if fds:
+            os.set_inheritable(fds[0], False)
+        return fds[0] if fds else None
