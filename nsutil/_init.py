@@ -28,7 +28,7 @@ import signal
 
 from . import _libc
 from ._messages import StepReport, to_wire
-from ._plan import CAPSET, CLOSE_RANGE, IGNORE, MASK, SETATTR, SKIP_MISSING, Plan
+from ._plan import CAPSET, CLOSE_RANGE, IGNORE, MASK, SETATTR, SKIP_MISSING, Plan, exec_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -180,17 +180,12 @@ def _ignore(_sig: int, _frame: object) -> None:
 
 def _exec(plan: Plan) -> NoReturn:
     """exec the command: each candidate path in turn, judged like execvpe(3) does."""
-    saw_eacces = False
-    last = 0
+    errnos = []
     execve = _libc.libc.execve
     for path in plan.candidates:
         execve(path, plan.argv, plan.envp)
-        err = ctypes.get_errno()
-        if err == errno.EACCES:
-            saw_eacces = True
-        elif err not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
-            last = err
-    err = last or (errno.EACCES if saw_eacces else errno.ENOENT)
+        errnos.append(ctypes.get_errno())
+    err = exec_error(errnos)
     raise StepError("exec", err, f"exec {plan.argv0!r}: {os.strerror(err)}")
 
 

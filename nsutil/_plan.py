@@ -97,8 +97,9 @@ class Host:
     the steps every container of a kind shares, the compiled seccomp filter of each
     (profile, capability set) among them."""
 
-    __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "masked", "permitted",
-                 "readonly", "spawner_pidfd", "umask")
+    __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "lasting", "masked",
+                 "native_chains", "native_keep", "native_memo", "permitted", "readonly",
+                 "spawner_pidfd", "umask")
 
     def __init__(self, bounding: int, permitted: int, readonly: tuple[str, ...],
                  masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...],
@@ -114,6 +115,12 @@ class Host:
         self.cgroup_mounts = cgroup_mounts
         self.umask = umask  # the spawner's, which its children inherit
         self._cache: dict[object, tuple[Step, ...]] = {}
+        # the ids of the steps that live as long as this host (its cache's), and their
+        # lowering to machine code's data (_native), made once
+        self.lasting: set[int] = {id(_PRIVATE_ROOT)}
+        self.native_memo: dict[int, tuple[Step, bytes, tuple[Any, ...]]] = {}
+        self.native_keep: list[Any] = []
+        self.native_chains: dict[tuple[bytes, ...], tuple[bytes, tuple[Any, ...], list[Any]]] = {}
 
     @classmethod
     def learn(cls) -> Host:
@@ -146,6 +153,7 @@ class Host:
         steps = self._cache.get(key)
         if steps is None:
             steps = self._cache[key] = tuple(build())
+            self.lasting.update(id(step) for step in steps)
         return steps
 
 
@@ -239,18 +247,21 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
     index with no fd."""
     argv, env, namespaces = spec.argv, spec.env, spec.namespaces
     candidates, argv_array, envp_array = _exec_args(argv, env)
-    gone = (exit_if_spawner_gone, (-1 if host.spawner_pidfd is None else host.spawner_pidfd,
-                                   error_fd), ("prctl", "", IGNORE, None))
-    steps: list[Step] = [
+    # (The steps that are the same for every container are made once, kept by the host:
+    # see Host.lasting.) A spawner that died before the death signal was armed never
+    # sends it: look. Its own pidfd tells; without one, the error pipe.
+    pidfd = host.spawner_pidfd
+    if pidfd is not None:
+        gone = host.cached(("gone", pidfd), lambda: [_gone_step(pidfd, -1)])[0]
+    else:
+        gone = _gone_step(-1, error_fd)
+    steps: list[Step] = [*host.cached("first", lambda: [
         (libc.prctl, (_libc.PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0),
-         ("prctl", "set parent-death signal", FATAL, None)),
-        # A spawner that died before that signal was armed never sends it: look.
-        gone,
+         ("prctl", "set parent-death signal", FATAL, None))]), gone, *host.cached(
         # A session keyring of its own before anything else, privileged too (as runc):
         # the keys of the session that started supervise are not the container's.
-        (join_new_session_keyring, (), ("keyring", "joining a new session keyring", FATAL,
-                                        None)),
-    ]
+        "keyring", lambda: [(join_new_session_keyring, (),
+                             ("keyring", "joining a new session keyring", FATAL, None))])]
     # Join the cgroups first: every limit holds from here on, for everything this
     # process and the command will ever do. The child has one thread, so a file
     # that moves the writing thread (v1's tasks) moves the whole process.
@@ -281,7 +292,8 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         if name != "pid":  # the spawner already made the PID namespace
             flags |= _libc.NAMESPACE_FLAGS[name]
     if flags:
-        steps.append((libc.unshare, (flags,), ("unshare", "creating namespaces", FATAL, None)))
+        steps.extend(host.cached(("unshare", flags), lambda: [
+            (libc.unshare, (flags,), ("unshare", "creating namespaces", FATAL, None))]))
     lo_request = spec.loopback_request
     if lo_request and "net" in namespaces:
         reply = ctypes.create_string_buffer(4096)
@@ -323,7 +335,7 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         steps.append((libc.sethostname, (raw, len(raw)),
                       ("hostname", f"setting hostname {hostname!r}", FATAL, None)))
     stdio_failure = ("stdio", "setting up stdio", FATAL, None)
-    steps.append((libc.setsid, (), stdio_failure))
+    steps.extend(host.cached("setsid", lambda: [(libc.setsid, (), stdio_failure)]))
     for target, index in enumerate(spec.stdio):
         if not 0 <= index < len(fds):
             raise ValueError(f"stdio {target} is fd #{index}, but {len(fds)} came")
@@ -355,6 +367,27 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
         steps.extend(host.cached(("seccomp", profile, capabilities),
                                  lambda: _seccomp_steps(profile, capabilities)))
     return Plan(tuple(steps), candidates, argv_array, envp_array, argv[0], spec.init, spec.tty)
+
+
+# execvpe(3) goes on to the next directory of PATH after these (exit 127 if only these)
+NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
+
+
+def exec_error(errnos: Sequence[int]) -> int:
+    """The errno to report after every candidate path failed to exec with these, as
+    execvpe(3) judges: the last that was not "no such file" (of any kind), else EACCES
+    if one was refused, else ENOENT."""
+    last = 0
+    for err in errnos:
+        if err not in NOT_FOUND and err != errno.EACCES:
+            last = err
+    if last:
+        return last
+    return errno.EACCES if errno.EACCES in errnos else errno.ENOENT
+
+
+def _gone_step(pidfd: int, error_fd: int) -> Step:
+    return (exit_if_spawner_gone, (pidfd, error_fd), ("prctl", "", IGNORE, None))
 
 
 def _exec_args(argv: Sequence[str], env: Mapping[str, str]

@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 
-from . import _init, _libc, _plan, _proto
+from . import _init, _launchers, _libc, _native, _plan, _proto
 from ._messages import (
     Exited,
     Failed,
@@ -57,6 +57,9 @@ from ._seccomp import ProfileError
 # Spawns forked together at most (see Spawner.spawn_all); a batch at -j 8 rarely
 # has more than 8 waiting.
 GROUP_MAX = 32
+# Containers started natively at once: a start is ~1 ms of the child's own work, with
+# its launcher thread blocked (see _launchers).
+LAUNCHERS = max(1, min(4, os.cpu_count() or 1))
 # A clock tick of /proc/PID/stat's start time (USER_HZ), in ns of CLOCK_BOOTTIME.
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
@@ -76,8 +79,8 @@ def spawner_command(python: str | None = None) -> list[str]:
 class _Pending:
     """A spawn compiled and waiting for its fork."""
 
-    __slots__ = ("cgroup_fd", "cid", "err_r", "err_w", "fds", "forked_ns", "new_pid_ns",
-                 "plan", "spec")
+    __slots__ = ("cgroup_fd", "cid", "err_r", "err_w", "fds", "forked_ns", "native",
+                 "new_pid_ns", "outcome", "pidfd", "plan", "report", "spec")
 
     def __init__(self, cid: str, spec: InitSpec, plan: _plan.Plan, err_r: int,
                  err_w: int, fds: list[int], cgroup_fd: int | None) -> None:
@@ -90,13 +93,19 @@ class _Pending:
         self.fds = fds
         self.cgroup_fd = cgroup_fd  # born into this v2 cgroup (clone3), not joining it
         self.forked_ns = (0, 0)  # CLOCK_BOOTTIME just before and just after its fork
+        # the plan as machine code's data (_native), None: fork and run it in Python
+        self.native: _native.Program | None = None
+        self.pidfd = -1  # the clone's, when it made one
+        self.report: StepReport | None = None  # a native start's failure, read at once
+        self.outcome: tuple[int, int] | BaseException | None = None  # a launcher's
 
 
 class Spawner:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        # pid -> (container id, error pipe, pidfd); pidfd -> pid
-        self.children: dict[int, tuple[str, int, int]] = {}
+        # pid -> (container id, error pipe (-1: read already), pidfd, the report read);
+        # pidfd -> pid
+        self.children: dict[int, tuple[str, int, int, StepReport | None]] = {}
         self.by_pidfd: dict[int, int] = {}
         self.epoll = select.epoll()
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -107,6 +116,10 @@ class Spawner:
         with contextlib.suppress(OSError):
             self.host.spawner_pidfd = os.pidfd_open(os.getpid())
         self.clone3 = True  # until the kernel says it lacks clone3 (or CLONE_INTO_CGROUP)
+        # Containers started without forking this process (see _native), where
+        # possible, by a few threads at once (_launchers).
+        self.native = _native.available()
+        self.launchers = _launchers.Launchers(LAUNCHERS, self.epoll)
         self.device_programs: dict[tuple[tuple[str, int, int, str], ...], int] = {}
 
     def send(self, message: Record, fds: list[int] | None = None) -> None:
@@ -120,9 +133,44 @@ class Spawner:
         the plans are all compiled first, the forks follow with almost nothing
         between them, and the replies come after the last fork."""
         ready = [p for p in (self._prepare(m, fds) for m, fds in requests) if p is not None]
-        forked = [(entry, self._fork(entry)) for entry in ready]
+        forks = []
+        for entry in ready:
+            if entry.native is not None and self.native:
+                try:
+                    self.launchers.submit(entry)
+                    continue
+                except OSError:  # no stack for a launcher: fork, as below
+                    self.native = False
+            forks.append(entry)
+        if forks:
+            # no launcher may be waiting for the GIL when this process forks
+            for entry in self.launchers.wait_idle():
+                self._launched(entry)
+        forked = [(entry, self._fork(entry)) for entry in forks]
         for entry, pid in forked:
             self._started(entry, pid)
+
+    def _launched(self, entry: _Pending) -> None:
+        """A launcher has started entry (or failed to): the child has exec'd or died,
+        so what it wrote on the error pipe is all there is."""
+        outcome, entry.outcome = entry.outcome, None
+        program, entry.native = entry.native, None  # its buffers are not needed any more
+        if isinstance(outcome, tuple):
+            pid, entry.pidfd = outcome
+            assert program is not None
+            entry.report = program.report(read_report(entry.err_r))
+            entry.err_r = -1
+            self._started(entry, pid)
+            return
+        err = getattr(outcome, "errno", None) or errno.EIO
+        if err in (errno.ENOSYS, errno.E2BIG, errno.EINVAL, errno.EPERM):
+            # clone3 refused (a seccomp filter around us, say): fork from now on
+            self.native = False
+            for other in self.launchers.wait_idle():
+                self._launched(other)
+            self._started(entry, self._fork(entry))
+            return
+        self._started(entry, -err)
 
     def _prepare(self, message: Spawn, fds: list[int]) -> _Pending | None:
         cid, spec = message.id, message.spec
@@ -154,7 +202,10 @@ class Spawner:
             self._refuse(cid, [err_r, err_w, *fds], "spec", errno.EINVAL,
                          f"exec {spec.argv[0] if spec.argv else '?'!r}: {exc}")
             return None
-        return _Pending(cid, spec, plan, err_r, err_w, fds, cgroup_fd)
+        entry = _Pending(cid, spec, plan, err_r, err_w, fds, cgroup_fd)
+        if self.native:
+            entry.native = _native.lower(plan, self.host)
+        return entry
 
     def _filter_devices(self, rules: tuple[tuple[str, int, int, str], ...], fds: list[int],
                         index: int) -> None:
@@ -219,15 +270,18 @@ class Spawner:
         os.close(err_w)
         for fd in fds:
             os.close(fd)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as exc:  # out of fds: a container we could not watch must not run
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            err = exc.errno or errno.EIO
-            self._refuse(cid, [err_r], "fork", err, f"starting container: {os.strerror(err)}")
-            return
-        self.children[pid] = (cid, err_r, pidfd)
+        pidfd = entry.pidfd
+        if pidfd < 0:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError as exc:  # out of fds: a container we could not watch must not run
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                err = exc.errno or errno.EIO
+                self._refuse(cid, [err_r] if err_r >= 0 else [], "fork", err,
+                             f"starting container: {os.strerror(err)}")
+                return
+        self.children[pid] = (cid, err_r, pidfd, entry.report)
         self.by_pidfd[pidfd] = pid
         self.epoll.register(pidfd, select.EPOLLIN)
         # The supervisor gets its own copy of the pidfd; ours stays in the epoll set.
@@ -245,10 +299,12 @@ class Spawner:
         self.epoll.unregister(pidfd)
         os.close(pidfd)
         _pid, status, usage = os.wait4(pid, 0)
-        cid, err_r, _pidfd = self.children.pop(pid)
+        cid, err_r, _pidfd, report = self.children.pop(pid)
+        if err_r >= 0:
+            report = step_report(read_report(err_r))
         self.send(Exited(id=cid, pid=pid, status=status, user_s=usage.ru_utime,
                          system_s=usage.ru_stime, maxrss_kib=usage.ru_maxrss,
-                         error=step_report(read_report(err_r))))
+                         error=report))
 
     def kill_all(self) -> None:
         for pid in list(self.children):
@@ -271,7 +327,10 @@ class Spawner:
             while running:
                 spawns: list[tuple[Spawn, list[int]]] = []
                 for fd, _events in self.epoll.poll():
-                    if fd != sock_fd:
+                    if fd == self.launchers.wake_r:
+                        for entry in self.launchers.finished():
+                            self._launched(entry)
+                    elif fd != sock_fd:
                         self.reap(fd)
                     elif running:
                         running = self._drain(receiver, spawns)
@@ -279,6 +338,9 @@ class Spawner:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the supervisor is gone: what it started goes too
         finally:
+            for entry in self.launchers.wait_idle():
+                if isinstance(entry.outcome, tuple):
+                    self.children[entry.outcome[0]] = (entry.cid, -1, entry.outcome[1], None)
             self.kill_all()
 
     def _drain(self, receiver: _proto.Receiver,

@@ -30,8 +30,10 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
             container). Median wall time of N interleaved runs. What
             containment costs a container, step by step with supervise's own
             code (scripts/_bench_containment.py): PID 1's steps before exec,
-            grouped (median of N), and its cgroups made and removed, with and
-            without the leaf that holds its limits out of its reach.
+            grouped, each timed alone as the Python path makes them (median of
+            N); the native start that runs them all as machine code, clone to
+            exec'd; and its cgroups made and removed, with and without the leaf
+            that holds its limits out of its reach.
   scale     N concurrent `sleep 30` containers (`--big`: 1000): time until all
             run; the supervisor's and the spawner's resident memory and its
             growth per container; that no interpreter is resident per container;
@@ -211,11 +213,16 @@ def supervise(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
 
 
 def children(pid: int) -> list[int]:
+    """pid's children, made by any of its threads (the spawner's launchers)."""
+    found: list[int] = []
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
-    return [int(p) for p in text.split()]
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def descendants(pid: int) -> list[int]:
@@ -462,6 +469,10 @@ def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
         rep.add(Row(sec, f"PID 1's steps: {group}{mark}", us, "us"))
     if steps:
         rep.add(Row(sec, "PID 1's steps: all, before exec", sum(steps.values()), "us"))
+    native = measured.get("native_us")
+    rep.add(Row(sec, "PID 1's start, native: clone to exec'd (the steps as machine code)",
+                native, "us"))
+    rep.metric(sec, "native_start_us", native)
     with_leaf, without = measured.get("cgroups_us"), measured.get("cgroups_without_leaf_us")
     rep.add(Row(sec, "cgroups of a -m 64m container, made and removed", with_leaf, "us"))
     rep.add(Row(sec, "  of which the leaf (delegation: limits out of reach)",

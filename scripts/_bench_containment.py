@@ -86,6 +86,28 @@ def _timed_child(plan: Any, write_end: int) -> None:
         os._exit(1)
 
 
+def _cgroup(name: str, layout: Any) -> Any:
+    """A -m 64m container's cgroups, as the supervisor makes them."""
+    import cgroupfs
+
+    return cgroupfs.create_cgroup(name, limits=cgroupfs.Limits(memory_bytes=64 << 20),
+                                  layout=layout, remove_parent=False,
+                                  v1_controllers={"memory", "cpuacct"})
+
+
+def _plan_for(cgroup: Any, layout: Any, host: Any, loopback: bytes | None, devnull: int
+              ) -> tuple[int | None, int, int, Any]:
+    """A default container's plan in that cgroup: (the cgroup's fd for clone3 on v2,
+    the error pipe's two ends, the plan)."""
+    from nsutil import _plan
+
+    clone_fd = cgroup.open_for_clone() if layout.kind == "v2" else None
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    plan = _plan.compile_plan(_spec(cgroup, loopback), [devnull], host, write_end,
+                              joined=clone_fd is not None)
+    return clone_fd, read_end, write_end, plan
+
+
 def pid1_steps(runs: int) -> dict[str, float]:
     """Median microseconds per group of PID 1's steps, over runs children."""
     sys.path.insert(0, str(ROOT))
@@ -101,14 +123,10 @@ def pid1_steps(runs: int) -> dict[str, float]:
     totals: dict[str, list[float]] = {}
     try:
         for n in range(runs):
-            cgroup = cgroupfs.create_cgroup(
-                f"bench-{os.getpid()}-{n}", limits=cgroupfs.Limits(memory_bytes=64 << 20),
-                layout=layout, remove_parent=False, v1_controllers={"memory", "cpuacct"})
+            cgroup = _cgroup(f"bench-{os.getpid()}-{n}", layout)
             try:
-                clone_fd = cgroup.open_for_clone() if layout.kind == "v2" else None
-                read_end, write_end = os.pipe2(os.O_CLOEXEC)
-                plan = _plan.compile_plan(_spec(cgroup, loopback), [devnull], host, write_end,
-                                          joined=clone_fd is not None)
+                clone_fd, read_end, write_end, plan = _plan_for(cgroup, layout, host, loopback,
+                                                                devnull)
                 pid = _libc.clone3(_libc.CLONE_NEWPID, clone_fd)
                 if pid == 0:
                     _timed_child(plan, write_end)
@@ -130,6 +148,57 @@ def pid1_steps(runs: int) -> dict[str, float]:
     finally:
         os.close(devnull)
     return {group: statistics.median(values) for group, values in totals.items()}
+
+
+def native_start(runs: int) -> float | None:
+    """Median microseconds of a default container's native start (nsutil._native: its
+    plan as machine code's data, in a child sharing this process's memory), from the
+    clone to the child's exec of `true` (the launcher is blocked until then); None
+    where there is no native start."""
+    sys.path.insert(0, str(ROOT))
+    import cgroupfs
+    from nsutil import _libc, _native, _plan
+    from supervisor._loopback import loopback_up_request
+    from supervisor._state import cache_dir
+
+    if not _native.available():
+        return None
+    layout = cgroupfs.detect_layout()
+    host = _plan.Host.learn()
+    host.spawner_pidfd = os.pidfd_open(os.getpid())
+    launcher = _native.Launcher()
+    loopback = loopback_up_request(cache_dir())
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    times: list[float] = []
+    try:
+        for n in range(runs + 1):  # the first compiles the seccomp filter: untimed
+            cgroup = _cgroup(f"bench-native-{os.getpid()}-{n}", layout)
+            try:
+                clone_fd, read_end, write_end, plan = _plan_for(cgroup, layout, host, loopback,
+                                                                devnull)
+                program = _native.lower(plan, host)
+                if program is None:
+                    raise RuntimeError("a default container's plan was not lowered")
+                t0 = time.perf_counter_ns()
+                pid, pidfd = launcher.spawn(program, write_end, _libc.CLONE_NEWPID, clone_fd)
+                elapsed = time.perf_counter_ns() - t0
+                os.close(write_end)
+                os.close(pidfd)
+                if clone_fd is not None:
+                    os.close(clone_fd)
+                report = program.report(os.read(read_end, 4096))
+                os.close(read_end)
+                os.waitpid(pid, 0)
+                if report is not None:
+                    raise RuntimeError(f"the native start failed: {report.message}")
+            finally:
+                cgroup.destroy(timeout=5.0)
+            if n:
+                times.append(elapsed / 1000)
+    finally:
+        os.close(devnull)
+        os.close(host.spawner_pidfd)
+    return statistics.median(times)
 
 
 def cgroup_costs(runs: int) -> tuple[float, float]:
@@ -159,12 +228,15 @@ def cgroup_costs(runs: int) -> tuple[float, float]:
 
 
 def measure(runs: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """Everything above: {"pid1_us": {group: us}, "cgroups_us": with leaf,
-    "cgroups_without_leaf_us": ...}; {"error": message} if it could not be measured."""
+    """Everything above: {"pid1_us": {group: us}, "native_us": ..., "cgroups_us": with
+    leaf, "cgroups_without_leaf_us": ...}; {"error": message} if it could not be
+    measured."""
     try:
         steps = pid1_steps(runs)
+        native = native_start(runs)
         with_leaf, without = cgroup_costs(runs)
     except Exception as exc:  # a bench row left empty, with the reason
         say(f"containment costs: {exc}")
         return {"error": str(exc)}
-    return {"pid1_us": steps, "cgroups_us": with_leaf, "cgroups_without_leaf_us": without}
+    return {"pid1_us": steps, "native_us": native, "cgroups_us": with_leaf,
+            "cgroups_without_leaf_us": without}

@@ -28,6 +28,20 @@ def attempt(act):
 """
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of pid's children, made by any of its threads (the spawner's launcher
+    threads start containers too)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
 def shown(path: object, read_only: bool = False) -> list[Volume]:
     """volumes= for a ContainerSpec that sees path (a test's tmp_path: below /tmp,
     which a container sees a tmpfs of its own at) at its own path."""

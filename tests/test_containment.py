@@ -42,6 +42,7 @@ from supervisor._options import parse_capabilities, parse_user
 from .containers import (
     ATTEMPT,
     PYTHON,
+    children_of,
     init_spec,
     run_capture,
     send_spawn,
@@ -483,11 +484,7 @@ async def test_init_reaps_orphans() -> None:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
+    return children_of(pid)
 
 
 def _comm(pid: int) -> str:

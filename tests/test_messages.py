@@ -6,7 +6,6 @@ naming it - never starting a container with a default in its place."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from nsutil._messages import (
     to_wire,
 )
 
-from .containers import init_spec, spawner_message, spawner_process
+from .containers import children_of, init_spec, spawner_message, spawner_process
 
 REPORT = StepReport(step="exec", errno=2, message="exec 'x': No such file or directory")
 EXAMPLES: list[Record] = [
@@ -150,7 +149,7 @@ def test_the_spawner_answers_a_misspelt_hardening_field_with_failed_naming_it() 
             assert fds == []
             assert isinstance(message, Failed) and message.id == "c7"
             assert "unknown field 'harden_mount'" in message.error.message
-            assert Path(f"/proc/{spawner.pid}/task/{spawner.pid}/children").read_text() == ""
+            assert children_of(spawner.pid) == []
             # Lost fds: the header says one rides along, none does.
             (packet,) = _proto.encode(to_wire(Spawn(id="c8", spec=init_spec())), nfds=1)
             ours.sendmsg([packet])
