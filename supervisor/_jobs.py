@@ -13,13 +13,14 @@ back as `FILE:LINE: message` strings, all of them at once.
 from __future__ import annotations
 
 import dataclasses
-import shlex
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import JobsFileError, UsageError
 from ._options import RunOptions
+from ._words import UnterminatedQuote, split_words
 
 __all__ = ["Job", "JobsFileError", "Line", "logical_lines", "merge_options", "parse_jobs",
            "split_line"]
@@ -72,16 +73,11 @@ def _continues(raw: str) -> bool:
 
 
 def split_line(line: Line) -> list[str]:
-    lexer = shlex.shlex(line.text, posix=True, punctuation_chars=False)
-    lexer.whitespace_split = True
-    lexer.commenters = "#"
+    """The line's words by the POSIX shell's quoting rules (see _words)."""
     try:
-        return list(lexer)
-    except ValueError as exc:  # "No closing quotation", "No escaped character"
-        message = str(exc)
-        if "quotation" in message:
-            message = "unterminated quote"
-        raise UsageError(message) from exc
+        return split_words(line.text)
+    except UnterminatedQuote as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def merge_options(defaults: RunOptions, given: Mapping[str, Any]) -> RunOptions:
@@ -98,15 +94,50 @@ def default_name(line: int) -> str:
     return f"job-{line}"
 
 
+# What exec(2) takes (Linux): one argument of at most MAX_ARG_STRLEN bytes with its
+# NUL, and all of argv and envp (strings and pointers) within ARG_MAX.
+MAX_ARG_STRLEN = 32 * 4096
+_POINTER = 8
+
+
+def arg_max() -> int:
+    try:
+        return os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        return 2 * 1024 * 1024
+
+
+def unexecutable(argv: list[str], limit: int) -> str | None:
+    """Why exec could never take this command line (None: it could): a NUL byte in a
+    word, a word longer than MAX_ARG_STRLEN, or all of them past limit (ARG_MAX, less
+    what the environment needs)."""
+    total = 0
+    for n, word in enumerate(argv):
+        if "\0" in word:
+            return f"a NUL byte in {'the command' if n == 0 else f'argument {n}'}"
+        size = len(os.fsencode(word)) + 1
+        if size > MAX_ARG_STRLEN:
+            return (f"{'the command' if n == 0 else f'argument {n}'} is {size - 1} bytes "
+                    f"long: exec takes at most {MAX_ARG_STRLEN - 1}")
+        total += size + _POINTER
+    if total > limit:
+        return f"the command line is {total} bytes: exec takes at most {limit}"
+    return None
+
+
 def parse_jobs(
     text: str, path: str, *, defaults: RunOptions,
     parse_options: Callable[[list[str]], Mapping[str, Any]],
+    errors: list[str] | None = None,
 ) -> list[Job]:
-    """Every job of the file, or JobsFileError with every bad line as `path:line: why`.
+    """Every job of the file, or JobsFileError with every bad line as `path:line: why`
+    (given errors, they are added there instead, and the good lines' jobs returned).
     parse_options turns a line's option words into {RunOptions field: value} for the
     options given, raising UsageError (with a suggestion for a misspelt one)."""
     jobs: list[Job] = []
-    errors: list[str] = []
+    collect = errors is not None
+    errors = [] if errors is None else errors
+    limit = arg_max()
     names: dict[str, int] = {}
     for line in logical_lines(text):
         try:
@@ -126,6 +157,9 @@ def parse_jobs(
                 argv, given = words, {}
             if not argv:
                 raise UsageError("no command after the options")
+            problem = unexecutable(argv, limit)
+            if problem is not None:
+                raise UsageError(problem)
             options = merge_options(defaults, given)
             name = options.name or default_name(line.number)
             if name in names:
@@ -134,6 +168,6 @@ def parse_jobs(
             jobs.append(Job(line=line.number, argv=tuple(argv), options=options, name=name))
         except UsageError as exc:
             errors.append(f"{path}:{line.number}: {exc}")
-    if errors:
+    if errors and not collect:
         raise JobsFileError(errors)
     return jobs

@@ -37,15 +37,18 @@ def batch_grant(defaults: RunOptions, host: HostFacts,
 def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admission, *,
                read_file: Callable[[str], str] = read_host_file,
                ceiling: Grant | None = None, batch_env_files: Sequence[str] = (),
-               readable: Callable[[str, int, int], bool] = readable_by) -> list[BatchJob]:
+               readable: Callable[[str, int, int], bool] = readable_by,
+               errors: list[str] | None = None) -> list[BatchJob]:
     """Each job's container spec, or JobsFileError with every bad line: a bad value, a
     memory limit that could never fit the admission's memory budget, or (given the
     batch's own grant as ceiling) a privilege past it (see _privileges), a line's own
     --env-file (after the batch's batch_env_files) among them: supervise reads it as
     root, so a job that runs as another user may have only what that user could read
-    (judged by ``readable(path, uid, gid)``)."""
+    (judged by ``readable(path, uid, gid)``). Given errors (a parse's, say), the lines'
+    errors are added there and the good lines' jobs returned instead."""
     checked: list[BatchJob] = []
-    errors: list[str] = []
+    collect = errors is not None
+    errors = [] if errors is None else errors
     for job in jobs:
         try:
             spec = build_spec(list(job.argv), job.options, host, default_hostname=job.name,
@@ -71,7 +74,7 @@ def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admis
         checked.append(BatchJob(job.name, dataclasses.replace(spec, name=job.name,
                                                               line=job.line),
                                 unique_name=job.options.name is not None))
-    if errors:
+    if errors and not collect:
         raise JobsFileError(errors)
     return checked
 

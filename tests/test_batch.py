@@ -100,6 +100,18 @@ def test_bad_jobs_files_start_nothing(tmp_path: Path, text: str, message: str) -
     assert container_cgroups() == before
 
 
+def test_bad_options_and_bad_values_are_reported_together(tmp_path: Path) -> None:
+    """A line's unknown option and another line's bad value: one run says both, in
+    the file's order (they are found by two checks), and nothing runs."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("-m lots -- true\n--memroy 5 -- true\ntrue\n--cpus x -- true\n")
+    done = supervise("batch", str(jobs), "--no-live")
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert [line.split(":")[2] for line in lines] == ["1", "2", "4"], done.stderr
+    assert all(line.startswith(f"supervise: {jobs}:") for line in lines)
+
+
 def test_bad_batch_flags_exit_2(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("true\n")

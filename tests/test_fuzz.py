@@ -338,7 +338,9 @@ def _check_jobs_file(text: str) -> None:
     assert len({j.name for j in jobs}) == len(jobs)
     for job in jobs:
         assert 1 <= job.line <= lines_in_file, (job, text)
-        assert raw_lines[job.line - 1].strip(" \t\r"), (job, text)
+        # a job comes from a line with more than blanks (space, tab: the shell's; a
+        # carriage return is an ordinary character, but one ends a CRLF line)
+        assert raw_lines[job.line - 1].removesuffix("\r").strip(" \t"), (job, text)
         assert job.argv and all(isinstance(word, str) for word in job.argv)
     nobody = batch_grant(RunOptions(user="65534:65534"), host)
     for admission, ceiling in ((Admission(max_jobs=4), None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor._jobs import JobsFileError, logical_lines, parse_jobs
+from supervisor._jobs import MAX_ARG_STRLEN, JobsFileError, logical_lines, parse_jobs
 from supervisor._options import RunOptions
 from supervisor.cli._flags import parse_job_options
 
@@ -77,6 +77,22 @@ def test_errors_name_file_and_line(text: str, expected: list[str]) -> None:
     (error,) = errors(text)
     for part in expected:
         assert part in error
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("echo a\0b\n", "jobs.txt:1: a NUL byte in argument 1"),
+    ("a\0 b\n", "jobs.txt:1: a NUL byte in the command"),
+    ("echo " + "x" * MAX_ARG_STRLEN + "\n",
+     f"jobs.txt:1: argument 1 is {MAX_ARG_STRLEN} bytes long: exec takes at most "
+     f"{MAX_ARG_STRLEN - 1}"),
+    ("echo " + " ".join(["y" * 100_000] * 30) + "\n", "jobs.txt:1: the command line is "),
+])
+def test_a_command_exec_could_never_take_is_an_error_of_its_line(line: str, expected: str
+                                                                 ) -> None:
+    (error,) = errors(line)
+    assert error.startswith(expected)
+    # the longest argument exec takes is fine
+    assert parse("echo " + "x" * (MAX_ARG_STRLEN - 1) + "\n")
 
 
 def test_every_bad_line_is_reported_at_once() -> None:

@@ -12,7 +12,7 @@ import click
 import trio
 
 from .._batch import BatchJob
-from .._errors import SuperviseError, UsageError
+from .._errors import JobsFileError, SuperviseError, UsageError
 from .._gc import gc_quietly
 from .._host import host_facts, require_root, require_seccomp
 from .._jobs import parse_jobs
@@ -90,10 +90,14 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
             ceiling = batch_grant(options.defaults, host)
         except UsageError as exc:
             raise BatchUsageError(str(exc)) from exc
+    # every bad line at once: a line's words and options, then its values
+    errors: list[str] = []
     jobs = check_jobs(parse_jobs(text, shown, defaults=options.defaults,
-                                 parse_options=parse_job_options),
+                                 parse_options=parse_job_options, errors=errors),
                       shown, host, options.policy.admission, ceiling=ceiling,
-                      batch_env_files=options.defaults.env_files)
+                      batch_env_files=options.defaults.env_files, errors=errors)
+    if errors:
+        raise JobsFileError(sorted(errors, key=lambda e: _line_of(e, shown)))
     if not options.resume or options.results is None:
         return jobs, 0
     try:
@@ -103,6 +107,12 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
         raise BatchUsageError(f"--results {options.results}: {reason}") from exc
     remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
     return remaining, len(jobs) - len(remaining)
+
+
+def _line_of(error: str, path: str) -> int:
+    """The line number of a `PATH:LINE: why` error."""
+    number = error[len(path) + 1:].partition(":")[0]
+    return int(number) if number.isdigit() else 0
 
 
 def _read_jobs_file(path: str) -> str:
