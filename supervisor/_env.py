@@ -1,4 +1,10 @@
-"""The container's environment: docker's -e / --env-file rules and default variables."""
+"""The container's environment: docker's -e / --env-file rules and default variables.
+
+As docker (its CLI's ValidateEnv, the daemon's ReplaceOrAppendEnvValues, runc's
+setupUser): `K=V` sets K; a bare `K` copies the host's K, and removes K (a default
+such as HOSTNAME or PATH included) when the host has none; later entries win, the
+env files' before the -e flags; HOME left unset or empty is the user's home
+(/etc/passwd; `/root` for root, `/` for a user it does not list)."""
 
 from __future__ import annotations
 
@@ -24,7 +30,11 @@ DEFAULT_ENV: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _assignment(text: str, host_env: Mapping[str, str]) -> tuple[str, str] | None:
+# (name, value), or (name, None): remove name
+Assignment = tuple[str, "str | None"]
+
+
+def _assignment(text: str, host_env: Mapping[str, str]) -> Assignment:
     """Shared -e / --env-file rule; raises UsageError with the reason only (no location)."""
     name, has_value, value = text.partition("=")
     if not name:
@@ -36,22 +46,22 @@ def _assignment(text: str, host_env: Mapping[str, str]) -> tuple[str, str] | Non
         )
     if has_value:
         return name, value
-    host_value = host_env.get(name)
-    return None if host_value is None else (name, host_value)
+    return name, host_env.get(name)
 
 
-def parse_env_assignment(text: str, host_env: Mapping[str, str]) -> tuple[str, str] | None:
-    """Parse one -e value: "K=V" sets K; a bare "K" copies the host's K, or is skipped (None)."""
+def parse_env_assignment(text: str, host_env: Mapping[str, str]) -> Assignment:
+    """Parse one -e value: "K=V" sets K; a bare "K" copies the host's K, or, unset on
+    the host, removes K ((K, None))."""
     return _assignment(text, host_env)
 
 
-def parse_env_file(text: str, path: str, host_env: Mapping[str, str]) -> list[tuple[str, str]]:
+def parse_env_file(text: str, path: str, host_env: Mapping[str, str]) -> list[Assignment]:
     """Parse an --env-file as docker does: one K=V (or bare K) per line, values taken literally.
 
     Leading whitespace is stripped; blank lines and lines starting with # are skipped;
     there is no quote processing, so K="v" sets K to '"v"'. Errors name path:line.
     """
-    assignments: list[tuple[str, str]] = []
+    assignments: list[Assignment] = []
     text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as docker skips
     for number, raw_line in enumerate(text.split("\n"), start=1):
         line = raw_line.removesuffix("\r").lstrip()
@@ -64,21 +74,26 @@ def parse_env_file(text: str, path: str, host_env: Mapping[str, str]) -> list[tu
                 f"the name {quote_value(name)} contains whitespace"
             )
         try:
-            assignment = _assignment(line, host_env)
+            assignments.append(_assignment(line, host_env))
         except UsageError as error:
             raise UsageError(f"{path}:{number}: {error}") from None
-        if assignment is not None:
-            assignments.append(assignment)
     return assignments
 
 
 def build_environment(
-    base: Mapping[str, str], assignments: Iterable[tuple[str, str]]
+    base: Mapping[str, str], assignments: Iterable[Assignment], home: str | None = None
 ) -> dict[str, str]:
-    """Apply assignments over a copy of base; a later assignment to a name wins."""
+    """Apply assignments over a copy of base (a later one to a name wins; a value of
+    None removes the name); given home, HOME left unset or empty becomes it."""
     environment = dict(base)
     for name, value in assignments:
-        environment[name] = value
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    if home is not None and not environment.get("HOME"):
+        environment.pop("HOME", None)
+        environment["HOME"] = home
     return environment
 
 

@@ -16,7 +16,14 @@ import cgroupfs
 from nsutil import _caps, _seccomp
 
 from ._devices import parse_device
-from ._env import build_environment, default_environment, parse_env_assignment, parse_env_file
+from ._env import (
+    DEFAULT_ENV,
+    Assignment,
+    build_environment,
+    default_environment,
+    parse_env_assignment,
+    parse_env_file,
+)
 from ._errors import UsageError
 from ._fsview import (
     DEFAULT_SHM_SIZE,
@@ -230,21 +237,16 @@ def parse_environment(
     opts: RunOptions, host: HostFacts, hostname: str, read_file: Callable[[str], str],
     home: str | None = None,
 ) -> dict[str, str]:
-    assignments: list[tuple[str, str]] = []
+    assignments: list[Assignment] = []
     for path in opts.env_files:
         try:
             text = read_file(path)
         except OSError as exc:
             raise UsageError(f"--env-file {path}: {exc.strerror}") from exc
         assignments.extend(parse_env_file(text, path, host.environ))
-    for item in opts.env:
-        pair = parse_env_assignment(item, host.environ)
-        if pair is not None:
-            assignments.append(pair)
+    assignments.extend(parse_env_assignment(item, host.environ) for item in opts.env)
     base = default_environment(opts.tty, hostname)
-    if home is not None:
-        base["HOME"] = home
-    return build_environment(base, assignments)
+    return build_environment(base, assignments, home or DEFAULT_ENV["HOME"])
 
 
 def build_spec(

@@ -117,6 +117,18 @@ def test_env_env_file_and_workdir(tmp_path: Path) -> None:
     assert fields[4]  # docker sets HOSTNAME to the container's hostname
 
 
+def test_a_bare_name_unset_on_the_host_removes_it_and_empty_home_is_the_users() -> None:
+    """docker: -e HOSTNAME (unset here) erases the default HOSTNAME; -e HOME= gives
+    HOME back to the user's home (runc); an env file's bare name likewise."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOSTNAME", "GONE")}
+    done = supervise("run", "-e", "HOSTNAME", "-e", "HOME=", "-e", "KEPT=1", "-e", "GONE=x",
+                     "-e", "GONE", "-u", "65534:65534", "--", "env", env=env)
+    assert done.returncode == 0, done.stderr
+    names = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert "HOSTNAME" not in names and "GONE" not in names and names["KEPT"] == "1"
+    assert names["HOME"] == "/nonexistent"  # nobody's, from /etc/passwd
+
+
 def test_the_hosts_environment_does_not_leak_in() -> None:
     done = supervise("run", "--", "sh", "-c", 'echo "${SECRET-unset}"',
                      env={**os.environ, "SECRET": "x"})

@@ -31,12 +31,12 @@ HOST = {"HOME": "/home/me", "EMPTY": "", "LANG": "C.UTF-8"}
         ("WITH SPACE=1", ("WITH SPACE", "1")),  # docker -e does not check names
         ("HOME", ("HOME", "/home/me")),
         ("EMPTY", ("EMPTY", "")),
-        ("UNSET", None),
-        ("home", None),  # names are case-sensitive
+        ("UNSET", ("UNSET", None)),  # unset on the host: removed in the container
+        ("home", ("home", None)),  # names are case-sensitive
         ("K=\u00e9\u4e2d", ("K", "\u00e9\u4e2d")),
     ],
 )
-def test_parse_env_assignment(text: str, expected: tuple[str, str] | None) -> None:
+def test_parse_env_assignment(text: str, expected: tuple[str, str | None]) -> None:
     assert parse_env_assignment(text, HOST) == expected
 
 
@@ -59,7 +59,8 @@ def test_parse_env_assignment_invalid(text: str, message: str) -> None:
 
 def test_parse_env_assignment_does_not_read_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUPERVISE_TEST_ONLY_IN_OS", "x")
-    assert parse_env_assignment("SUPERVISE_TEST_ONLY_IN_OS", {}) is None
+    assert parse_env_assignment("SUPERVISE_TEST_ONLY_IN_OS", {}) == (
+        "SUPERVISE_TEST_ONLY_IN_OS", None)
 
 
 @given(
@@ -98,6 +99,7 @@ def test_parse_env_file() -> None:
         ("TRAILING", "space   "),
         ("EMPTY_VALUE", ""),
         ("HOME", "/home/me"),
+        ("UNSET_ON_HOST", None),
         ("K", "later"),
         ("URL", "http://x/?a=b"),
     ]
@@ -215,7 +217,34 @@ def test_user_assignments_override_defaults() -> None:
         parse_env_assignment("LANG", HOST),
         parse_env_assignment("NOPE", HOST),
     ]
-    environment = build_environment(base, (a for a in user if a is not None))
+    environment = build_environment(base, iter(user))
     assert environment["TERM"] == "dumb"
     assert environment["LANG"] == "C.UTF-8"
     assert "NOPE" not in environment
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    # a bare name unset on the host removes the variable, docker's defaults included
+    (["HOSTNAME"], {"PATH": DEFAULT_ENV["PATH"], "HOME": "/root"}),
+    (["PATH", "TERM"], {"HOSTNAME": "h", "HOME": "/root"}),
+    # later entries win: removed then set, set then removed
+    (["HOSTNAME", "HOSTNAME=again"], {**default_environment(False, "h"), "HOSTNAME": "again"}),
+    (["A=1", "A"], default_environment(False, "h")),
+    # HOME removed or empty is the user's home again (runc's rule)
+    (["HOME="], default_environment(False, "h")),
+    (["HOME"], default_environment(False, "h")),
+    (["HOME=/elsewhere"], {**default_environment(False, "h"), "HOME": "/elsewhere"}),
+])
+def test_docker_environment_rules(flags: list[str], expected: dict[str, str]) -> None:
+    # (a host environment without any of these)
+    environment = build_environment(default_environment(False, "h"),
+                                    [parse_env_assignment(f, {}) for f in flags], home="/root")
+    assert environment == expected
+
+
+def test_home_is_the_users_when_left_empty() -> None:
+    base = default_environment(False, "h")
+    assert build_environment(base, [("HOME", "")], home="/home/u")["HOME"] == "/home/u"
+    assert build_environment(base, [("HOME", None)], home="/")["HOME"] == "/"
+    # without a home given, what the assignments leave stands
+    assert build_environment(base, [("HOME", "")])["HOME"] == ""

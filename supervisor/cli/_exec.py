@@ -11,7 +11,7 @@ import click
 import trio
 
 from .. import _exec
-from .._env import build_environment, default_environment, parse_env_assignment
+from .._env import DEFAULT_ENV, build_environment, default_environment, parse_env_assignment
 from .._errors import UsageError
 from .._host import read_host_file, require_root
 from .._options import parse_user
@@ -48,16 +48,18 @@ def exec_command(ref: str, command: tuple[str, ...], tty: bool, interactive: boo
     if workdir is not None and not workdir.startswith("/"):
         raise UsageError(f"-w {workdir}: the working directory must be an absolute path")
     as_user = None
+    home = DEFAULT_ENV["HOME"]
     if user is not None:
         parsed = parse_user(user, read_host_file)
         as_user = (parsed.uid, parsed.gid)
+        home = parsed.home or "/"
     require_root()
     target = _exec.open_target(ref)
     try:
-        assignments = [pair for item in env
-                       if (pair := parse_env_assignment(item, os.environ)) is not None]
+        assignments = [parse_env_assignment(item, os.environ) for item in env]
         environment = build_environment(
-            default_environment(tty, target.state.hostname or target.state.id), assignments)
+            default_environment(tty, target.state.hostname or target.state.id), assignments,
+            home)
         result = trio.run(_run, target, argv, environment, tty, interactive,
                           as_user, workdir)
     finally:
