@@ -13,7 +13,7 @@ from ._create import (
     remove_unused_parents,
 )
 from ._errors import CgroupError
-from ._layout import Layout, detect_layout
+from ._layout import Layout, detect_layout, swap_limit_supported
 from ._limits import (
     DeviceRule,
     Limits,
@@ -22,6 +22,7 @@ from ._limits import (
     shares_to_weight,
     v1_limit_files,
     v2_limit_files,
+    with_default_swap,
 )
 from ._placement import (
     LEAF,
@@ -54,6 +55,8 @@ __all__ = [
     "parse_v1_stats",
     "parse_v2_stats",
     "detect_layout",
+    "swap_limit_supported",
+    "with_default_swap",
     "prepare_v2_delegation",
     "create_cgroup",
     "open_cgroup",

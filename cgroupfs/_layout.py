@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from . import _fs
 from ._errors import CgroupError
 
 # The v1 controllers a kernel may mount (named hierarchies, name=systemd and the like,
@@ -174,3 +175,16 @@ def detect_layout(mountinfo: str | None = None, proc_self_cgroup: str | None = N
     else:
         raise CgroupError("no cgroup file system is mounted (see /proc/self/mountinfo)")
     return Layout(kind, v1_mounts, v1_paths, v2_mount, v2_path)
+
+
+def swap_limit_supported(layout: Layout) -> bool:
+    """Whether a memory+swap limit can be set below this process's cgroup (docker's
+    SwapLimit): v1, its memory hierarchy has memory.memsw.* (swap accounting on); v2,
+    memory.swap.max exists on a cgroup below the root (the root has none)."""
+    if layout.kind != "v2":
+        if "memory" not in layout.v1_mounts:
+            return False
+        return _fs.exists(f"{layout.v1_own_dir('memory')}/memory.memsw.limit_in_bytes")
+    own = layout.v2_own_dir()
+    return _fs.exists(f"{own}/memory.swap.max") or any(
+        _fs.exists(f"{child}/memory.swap.max") for child in _fs.subdirs(own))

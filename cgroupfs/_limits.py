@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ._errors import CgroupError
@@ -80,6 +80,17 @@ class Limits:
     cpuset_mems: str | None = None
     pids_max: int | None = None
     devices: tuple[DeviceRule, ...] | None = None
+
+
+def with_default_swap(limits: Limits, swap_limit: bool) -> Limits:
+    """docker's default for a memory limit without ``memory_swap_bytes``: memory plus
+    swap twice the memory (as much swap as memory), where swap can be limited
+    (swap_limit: `swap_limit_supported`); elsewhere swap is left alone, as docker
+    does (with a warning)."""
+    memory = limits.memory_bytes
+    if limits.memory_swap_bytes is not None or memory is None or memory < 0 or not swap_limit:
+        return limits
+    return replace(limits, memory_swap_bytes=2 * memory)
 
 
 def shares_to_weight(shares: int) -> int:

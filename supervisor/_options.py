@@ -119,6 +119,8 @@ def parse_limits(opts: RunOptions, host: HostFacts) -> cgroupfs.Limits:
     if memory is not None and memory < 6 * 1024 * 1024:
         raise UsageError(f"-m {opts.memory}: the minimum memory limit is 6MiB")
     swap = _flagged("--memory-swap", parse_memory_swap, opts.memory_swap)
+    if swap == 0:
+        swap = None  # docker: 0 is unset (with -m, twice the memory: see with_default_swap)
     if swap is not None:
         if memory is None:
             raise UsageError("--memory-swap needs -m/--memory as well")

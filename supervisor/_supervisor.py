@@ -76,10 +76,12 @@ class Supervisor:
         self._shared_devices = False
         self._shared_unified = False  # the spawner sits in a hybrid host's unified tree
         self.layout: cgroupfs.Layout | None = None
+        self._swap_limit = False  # whether memory+swap can be limited here (docker's default)
 
     async def __aenter__(self) -> Supervisor:
         try:
             self.layout = cgroupfs.detect_layout()
+            self._swap_limit = cgroupfs.swap_limit_supported(self.layout)
             self._shared = self._make_shared(self.layout)
         except cgroupfs.CgroupError as exc:
             raise SuperviseError(str(exc)) from exc
@@ -318,7 +320,8 @@ class Supervisor:
         can_mount = spec.can_mount()
         controllers = ({*self.layout.v1_mounts} if can_mount else
                        {*PER_CONTAINER, *cgroupfs.limited_controllers(spec.limits)})
-        limits = spec.limits
+        # -m alone: memory+swap twice the memory, as docker (where swap can be limited)
+        limits = cgroupfs.with_default_swap(spec.limits, self._swap_limit)
         if not on_v2 and (can_mount or not (devices == DEFAULT_RULES
                                              and self._shared_devices)):
             controllers.add("devices")

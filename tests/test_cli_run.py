@@ -29,6 +29,31 @@ def test_stdout_and_stderr_stay_separate() -> None:
     assert (done.stdout, done.stderr) == ("out\n", "err\n")
 
 
+@pytest.mark.cgroup_v2
+@pytest.mark.parametrize(("flags", "swap"), [
+    (["-m", "64m"], 64 << 20),                          # docker: as much swap as memory
+    (["-m", "64m", "--memory-swap", "0"], 64 << 20),    # 0 is unset
+    (["-m", "64m", "--memory-swap", "80m"], 16 << 20),
+    (["-m", "64m", "--memory-swap", "-1"], None),       # unlimited
+])
+def test_memory_alone_gets_as_much_swap_as_memory(flags: list[str], swap: int | None) -> None:
+    """Read inside, from the container's own cgroup view: v1 memory.memsw (memory plus
+    swap), v2 memory.swap.max (swap alone)."""
+    import cgroupfs
+
+    if not cgroupfs.swap_limit_supported(cgroupfs.detect_layout()):
+        pytest.skip("no swap accounting here")
+    done = supervise("run", *flags, "--", "sh", "-c",
+                     "cat /sys/fs/cgroup/memory.swap.max 2>/dev/null || "
+                     "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+    assert done.returncode == 0, done.stderr
+    value = done.stdout.strip()
+    if cgroupfs.detect_layout().kind == "v2":
+        assert value == ("max" if swap is None else str(swap))
+    else:
+        assert int(value) == (1 << 63) - 4096 if swap is None else int(value) == (64 << 20) + swap
+
+
 def test_oom_kill_exit_137_message_and_report(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     done = supervise("run", "-m", "32m", "--memory-swap", "32m", "--name", "hog",

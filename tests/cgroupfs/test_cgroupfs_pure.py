@@ -33,6 +33,8 @@ def test_public_names_are_pinned() -> None:
             "parse_v1_stats",
             "parse_v2_stats",
             "detect_layout",
+            "swap_limit_supported",
+            "with_default_swap",
             "prepare_v2_delegation",
             "create_cgroup",
             "open_cgroup",
@@ -127,6 +129,34 @@ def test_unlimited_values() -> None:
 def test_swap_equal_to_memory_means_no_swap() -> None:
     limits = Limits(memory_bytes=1 << 20, memory_swap_bytes=1 << 20)
     assert ("memory.swap.max", "0") in cgroupfs.v2_limit_files(limits)
+
+
+@pytest.mark.parametrize(("limits", "swap_limit", "swap"), [
+    (Limits(memory_bytes=64 << 20), True, 128 << 20),           # docker: as much swap again
+    (Limits(memory_bytes=64 << 20), False, None),               # no swap accounting: alone
+    (Limits(memory_bytes=64 << 20, memory_swap_bytes=64 << 20), True, 64 << 20),  # as given
+    (Limits(memory_bytes=64 << 20, memory_swap_bytes=-1), True, -1),
+    (Limits(), True, None),
+    (Limits(memory_bytes=-1), True, None),
+])
+def test_a_memory_limit_alone_gets_dockers_swap(limits: Limits, swap_limit: bool,
+                                                swap: int | None) -> None:
+    assert cgroupfs.with_default_swap(limits, swap_limit).memory_swap_bytes == swap
+
+
+def test_swap_limits_are_supported_where_the_files_are(tmp_path: Path) -> None:
+    """v2: memory.swap.max on a cgroup below the root (the root has none); v1: the memory
+    hierarchy's memory.memsw.* (fixture trees: this machine shows one of the two)."""
+    (tmp_path / "child").mkdir()
+    v2 = cgroupfs.Layout(kind="v2", v2_mount=str(tmp_path), v2_path="/")
+    assert not cgroupfs.swap_limit_supported(v2)
+    (tmp_path / "child" / "memory.swap.max").write_text("max\n")
+    assert cgroupfs.swap_limit_supported(v2)
+    v1 = cgroupfs.Layout(kind="v1", v1_mounts={"memory": str(tmp_path)}, v1_paths={"memory": "/"})
+    assert not cgroupfs.swap_limit_supported(v1)
+    (tmp_path / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cgroupfs.swap_limit_supported(v1)
+    assert not cgroupfs.swap_limit_supported(cgroupfs.Layout(kind="v1"))  # no memory hierarchy
 
 
 def test_cpu_period_alone_and_custom() -> None:
