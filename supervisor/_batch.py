@@ -30,6 +30,7 @@ class BatchJob:
     name: str
     spec: ContainerSpec
     unique_name: bool = True  # False for default names (job-N), unique only in the batch
+    seq: int = 0  # its position among the input's jobs, from 1 (GNU parallel's Seq)
 
 
 @dataclass(frozen=True)

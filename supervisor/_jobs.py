@@ -35,6 +35,7 @@ class Job:
     argv: tuple[str, ...]
     options: RunOptions
     name: str
+    seq: int = 0  # its position among the file's jobs, from 1
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def parse_jobs(
     collect = errors is not None
     errors = [] if errors is None else errors
     limit = arg_max()
+    seq = 0  # (a bad line is counted too: the numbers are the file's, errors or not)
     names: dict[str, int] = {}
     for line in logical_lines(text):
         try:
@@ -165,7 +167,9 @@ def parse_jobs(
             if name in names:
                 raise UsageError(f"duplicate name {name!r} (first used on line {names[name]})")
             names[name] = line.number
-            jobs.append(Job(line=line.number, argv=tuple(argv), options=options, name=name))
+            seq += 1
+            jobs.append(Job(line=line.number, argv=tuple(argv), options=options, name=name,
+                            seq=seq))
         except UsageError as exc:
             errors.append(f"{path}:{line.number}: {exc}")
     if errors and not collect:

@@ -73,7 +73,7 @@ def check_jobs(jobs: Sequence[Job], path: str, host: HostFacts, admission: Admis
             continue
         checked.append(BatchJob(job.name, dataclasses.replace(spec, name=job.name,
                                                               line=job.line),
-                                unique_name=job.options.name is not None))
+                                unique_name=job.options.name is not None, seq=job.seq))
     if errors and not collect:
         raise JobsFileError(errors)
     return checked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,10 +97,18 @@ def end_message(result: Result, timeout: float | None) -> str | None:
 
 def joblog_line(seq: int, result: Result, host: str = ":") -> str:
     """One line of `parallel --joblog`: Seq Host Starttime JobRuntime Send Receive
-    Exitval Signal Command (Exitval is the exit status, Signal the killing signal)."""
+    Exitval Signal Command (Exitval is the exit status, Signal the killing signal; a
+    job --timeout stopped is Exitval -1 and Signal 15, its TERM, as GNU parallel logs
+    one, whatever ended it after)."""
+    if result.timed_out:
+        return _joblog(seq, result, host, -1, signal.SIGTERM)
     exitval = result.exit_code if result.exit_code is not None and result.signal is None else 0
     if result.signal is None and result.exit_code is None:
         exitval = -1
+    return _joblog(seq, result, host, exitval, result.signal or 0)
+
+
+def _joblog(seq: int, result: Result, host: str, exitval: int, sig: int) -> str:
     command = shlex.join(result.argv).replace("\t", " ").replace("\n", " ")
     return (f"{seq}\t{host}\t{parse_iso_utc(result.started_at):.3f}\t{result.wall_s:.3f}\t0\t0\t"
-            f"{exitval}\t{result.signal or 0}\t{command}")
+            f"{exitval}\t{sig}\t{command}")

@@ -231,10 +231,25 @@ def test_joblog_in_parallels_format(tmp_path: Path) -> None:
     assert header.split("\t") == ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive",
                                   "Exitval", "Signal", "Command"]
     rows = [line.split("\t") for line in lines]
+    # a job --timeout stopped: Exitval -1, Signal 15 (its TERM), as GNU parallel logs it
     assert [(r[0], r[6], r[7]) for r in rows] == [("1", "0", "0"), ("2", "3", "0"),
-                                                  ("3", "0", "9")]
+                                                  ("3", "-1", "15")]
     assert rows[1][8] == "sh -c 'exit 3'" and rows[2][8] == "sleep 5"
     assert float(rows[0][2]) > 1.7e9 and float(rows[0][3]) >= 0
+
+
+def test_joblog_seq_is_the_jobs_place_in_the_input(tmp_path: Path) -> None:
+    """Seq numbers the jobs as they come in the file (comments and blank lines do not
+    count), not as they finish: GNU parallel's --resume relies on it."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("# slow first\nsleep 0.6\n\nsleep 0.3\ntrue\n")
+    joblog = tmp_path / "joblog"
+    done = supervise("batch", str(jobs), "-j", "3", "--no-live", "--joblog", str(joblog))
+    assert done.returncode == 0, done.stderr
+    _header, *lines = joblog.read_text().splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert [r[8] for r in rows] == ["true", "sleep 0.3", "sleep 0.6"]  # finishing order
+    assert [r[0] for r in rows] == ["3", "2", "1"]
 
 
 def test_tag_prefixes_each_line_with_the_name(tmp_path: Path) -> None:

@@ -89,10 +89,11 @@ class BatchRunner:
     # -- records ----------------------------------------------------------------
     def on_result(self, job: BatchJob, result: Result) -> None:
         self._seq += 1
+        seq = job.seq or self._seq  # its place in the input (jobs made in Python: finishing order)
         self.finished.append(FinishedJob(result.name, result.status, result.exit_code,
                                          result.wall_s, result.peak_memory_bytes))
         for writer, line_of in ((self.results, result.to_json),
-                                (self.joblog, lambda: joblog_line(self._seq, result))):
+                                (self.joblog, lambda: joblog_line(seq, result))):
             if writer is not None:
                 try:
                     writer.write(line_of())
