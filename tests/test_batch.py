@@ -112,6 +112,25 @@ def test_bad_options_and_bad_values_are_reported_together(tmp_path: Path) -> Non
     assert all(line.startswith(f"supervise: {jobs}:") for line in lines)
 
 
+def test_a_batch_does_not_die_of_a_stray_signal(tmp_path: Path) -> None:
+    """USR1, USR2, ALRM and a real-time signal: the batch says once that it ignores
+    each, and its jobs finish ok (they used to end supervise and orphan them)."""
+    sig = signal
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sleep 1\nsleep 1\n")
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.6)
+    for s in (sig.SIGUSR1, sig.SIGUSR1, sig.SIGUSR2, sig.SIGALRM, sig.SIGRTMIN + 1):
+        proc.send_signal(s)
+        time.sleep(0.05)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "2 jobs: 2 ok" in err
+    assert err.count("SIGUSR1 ignored") == 1 and "SIGUSR2 ignored" in err
+    assert f"signal {int(sig.SIGRTMIN) + 1} ignored" in err
+
+
 def test_bad_batch_flags_exit_2(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("true\n")

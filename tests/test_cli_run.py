@@ -224,6 +224,38 @@ def test_signals_are_forwarded(sig: int) -> None:
     assert proc.returncode == 5
 
 
+def test_every_catchable_signal_is_forwarded_and_none_ends_supervise() -> None:
+    """docker's sig-proxy: USR1, USR2, a real-time signal reach the command, and
+    supervise carries on (USR1 used to kill it, exit 138, and orphan the container);
+    such a signal starts no stop timer."""
+    rt = signal.SIGRTMIN + 3
+    proc = _start("--stop-timeout", "0.2s", "--", "sh", "-c",
+                  "trap 'echo usr1' USR1; trap 'echo usr2' USR2; "
+                  f"trap 'echo rt; exit 7' {int(rt)}; echo ready; while :; do sleep 0.05; done")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.stdout.readline() == "usr1\n"
+    time.sleep(0.5)  # past the stop timeout: nothing was stopped
+    proc.send_signal(signal.SIGUSR2)
+    assert proc.stdout.readline() == "usr2\n"
+    proc.send_signal(rt)
+    out, err = proc.communicate(timeout=20)
+    assert (out, proc.returncode) == ("rt\n", 7), err
+
+
+def test_forwarded_signals_leave_out_what_is_supervises_own() -> None:
+    from supervisor.cli._signals import STOP_SIGNALS, batch_signals, forwarded_signals
+
+    plain, tty = set(forwarded_signals(False)), set(forwarded_signals(True))
+    assert forwarded_signals(False)[:3] == STOP_SIGNALS
+    assert {signal.SIGUSR1, signal.SIGQUIT, signal.SIGWINCH, signal.SIGRTMAX} <= plain
+    assert not {signal.SIGCHLD, signal.SIGPIPE, signal.SIGKILL, signal.SIGSEGV,
+                signal.SIGTTIN} & plain
+    assert plain - tty == {signal.SIGWINCH}  # with a terminal: its size is copied instead
+    assert signal.SIGTSTP not in batch_signals() and signal.SIGUSR1 in batch_signals()
+
+
 def test_stop_timeout_kills_a_pid_one_that_ignores_the_signal() -> None:
     before = container_cgroups()
     proc = _start("--stop-timeout", "0.5s", "--", "sleep", "60")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from .._units import format_bytes
 from ._batch_monitor import Monitor
 from ._batch_options import BatchOptions
 from ._output import say
-from ._signals import STOP_SIGNALS
+from ._signals import STOP_SIGNALS, batch_signals, receive
 
 if TYPE_CHECKING:
     from .._sampler import Target
@@ -148,6 +149,11 @@ class BatchRunner:
     async def handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for sig in signals:
             assert self.batch is not None
+            if sig not in STOP_SIGNALS:
+                name = signal.Signals(sig).name if sig < signal.SIGRTMIN else f"signal {sig}"
+                self.warn_once(f"signal-{sig}", f"{name} ignored: a batch stops on SIGINT, "
+                               "SIGTERM or SIGHUP")
+                continue
             if self.interrupted_by is None:
                 self.interrupted_by = sig
                 say("stopping: no new jobs; running ones get SIGTERM "
@@ -168,7 +174,7 @@ class BatchRunner:
             # Listen before anything starts: SIGINT, SIGTERM and SIGHUP (a closed
             # terminal) stop the batch cleanly; unheard, SIGHUP would end the process
             # and leave every running container's cgroups and state behind.
-            with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            with receive(batch_signals()) as signals:
                 async with Supervisor(cgroup_parent=self.options.cgroup_parent,
                                       warn=say) as sup:
                     outcome = await self._run(sup, signals)

@@ -21,7 +21,7 @@ from .._tty import copy_window_size, terminal_fd
 from ._flags import terminal_options
 from ._output import say
 from ._run import attach, exit_status
-from ._signals import STOP_SIGNALS
+from ._signals import forwarded_signals, receive
 
 
 @click.command(
@@ -90,7 +90,7 @@ async def _run(target: _exec.Target, argv: list[str], env: dict[str, str], tty: 
                                pidfd_index=fds.index(target.pidfd),
                                root_index=fds.index(target.root_fd), user=user,
                                workdir=workdir, console_index=console)
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with receive(forwarded_signals(tty)) as signals:
             client = SpawnerClient.start()
             try:
                 async with anyio.create_task_group() as tg:

@@ -27,7 +27,7 @@ from .._supervisor import Supervisor
 from .._tty import PtyPump, copy_window_size, raw_mode, terminal_fd
 from ._flags import limit_options, name_option, run_fields, terminal_options
 from ._output import EXIT_SUPERVISE_FAILED, say
-from ._signals import STOP_SIGNALS
+from ._signals import STOP_SIGNALS, forwarded_signals, receive
 
 
 @click.command(
@@ -86,8 +86,8 @@ class Attached(Protocol):
 
 async def _forward_signals(container: Attached, signals: AsyncIterator[int],
                            tg: anyio.abc.TaskGroup, stop_timeout: float) -> None:
-    """SIGINT/SIGTERM/SIGHUP go to the container; stop-timeout later, or at a
-    second Ctrl-C, it is killed."""
+    """Every signal heard goes to the container (docker's sig-proxy); after SIGINT,
+    SIGTERM or SIGHUP it is killed stop-timeout later, or at a second Ctrl-C."""
     killer_started = False
     interrupts = 0
 
@@ -102,6 +102,8 @@ async def _forward_signals(container: Attached, signals: AsyncIterator[int],
                 container.kill()
                 continue
         container.signal(sig)
+        if sig not in STOP_SIGNALS:
+            continue
         if not killer_started:
             killer_started = True
             tg.start_soon(kill_later)
@@ -122,7 +124,7 @@ async def _run(cid: str, spec: ContainerSpec, interactive: bool,
     try:
         # Listen before the container exists: a signal during startup is forwarded
         # once it does, never lost and never a KeyboardInterrupt.
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with receive(forwarded_signals(spec.tty)) as signals:
             async with Supervisor(cgroup_parent=cgroup_parent) as supervisor:
                 container = await supervisor.start(spec, cid=cid)
                 if slave is not None:
