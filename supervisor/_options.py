@@ -247,8 +247,9 @@ def parse_environment(
             raise UsageError(f"--env-file {path}: {exc.strerror}") from exc
         assignments.extend(parse_env_file(text, path, host.environ))
     assignments.extend(parse_env_assignment(item, host.environ) for item in opts.env)
-    base = default_environment(opts.tty, hostname)
-    return build_environment(base, assignments, home or DEFAULT_ENV["HOME"])
+    home = home or DEFAULT_ENV["HOME"]
+    base = {**default_environment(opts.tty, hostname), "HOME": home}
+    return build_environment(base, assignments, home)
 
 
 def build_spec(

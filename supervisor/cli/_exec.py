@@ -58,8 +58,8 @@ def exec_command(ref: str, command: tuple[str, ...], tty: bool, interactive: boo
     try:
         assignments = [parse_env_assignment(item, os.environ) for item in env]
         environment = build_environment(
-            default_environment(tty, target.state.hostname or target.state.id), assignments,
-            home)
+            {**default_environment(tty, target.state.hostname or target.state.id),
+             "HOME": home}, assignments, home)
         result = trio.run(_run, target, argv, environment, tty, interactive,
                           as_user, workdir)
     finally:
