@@ -27,7 +27,7 @@ import os
 import signal
 
 from . import _libc
-from ._messages import StepReport, to_wire
+from ._messages import InitEnded, StepReport, to_wire
 from ._plan import CAPSET, CLOSE_RANGE, IGNORE, MASK, SETATTR, SKIP_MISSING, Plan, exec_error
 
 TYPE_CHECKING = False
@@ -117,7 +117,10 @@ def _remount_tree_readonly(top: str) -> None:
                         _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | flags)
 
 
-def _run_under_init(plan: Plan) -> NoReturn:
+_ENDED_FD = 3
+
+
+def _run_under_init(plan: Plan, error_fd: int) -> NoReturn:
     """Stay PID 1 as a minimal init: the command runs in a child; this process reaps
     every orphan, forwards FORWARDED_SIGNALS to the command, and exits with the
     command's status (128+N if a signal N ended it) as soon as it ends.
@@ -153,9 +156,12 @@ def _run_under_init(plan: Plan) -> NoReturn:
         signal.signal(sig, _ignore)
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
-    # Nothing of the spawner's stays open here (its socket, other containers' pipes).
-    if not _libc.close_range(3):
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    # Nothing of the spawner's stays open here (its socket, other containers' pipes)
+    # but the error pipe, as fd 3: how the command ended, when a signal ended it.
+    if error_fd != _ENDED_FD:
+        os.dup2(error_fd, _ENDED_FD)
+    if not _libc.close_range(_ENDED_FD + 1):
+        os.closerange(_ENDED_FD + 1, os.sysconf("SC_OPEN_MAX"))
     while True:
         info = signal.sigwaitinfo(waited)
         if info.si_signo != signal.SIGCHLD:
@@ -171,6 +177,9 @@ def _run_under_init(plan: Plan) -> NoReturn:
                 break
             if pid == command:
                 code = os.waitstatus_to_exitcode(status)
+                if code < 0:
+                    with contextlib.suppress(OSError):
+                        os.write(_ENDED_FD, marshal.dumps(to_wire(InitEnded(signal=-code))))
                 os._exit(128 - code if code < 0 else code)
 
 
@@ -199,7 +208,7 @@ def child_main(plan: Plan, error_fd: int) -> NoReturn:
     try:
         run_steps(plan.steps)
         if plan.init:
-            _run_under_init(plan)
+            _run_under_init(plan, error_fd)
         _exec(plan)
     except StepError as exc:
         report = StepReport(step=exc.step, errno=exc.errno, message=exc.message)

@@ -32,6 +32,7 @@ __all__ = [
     "Failed",
     "Place",
     "Placed",
+    "InitEnded",
     "InitSpec",
     "Record",
     "Shutdown",
@@ -344,6 +345,14 @@ class Spawn(Record, kind="spawn"):
 
 class Shutdown(Record, kind="shutdown"):
     """supervisor -> spawner: kill what you run and exit."""
+
+
+class InitEnded(Record, kind="init-ended"):
+    """--init's PID 1 -> spawner, on the error pipe: the command it ran was killed by
+    this signal (PID 1 itself can only exit, with 128 + signal: the spawner reports the
+    container as killed by the signal, as it is without --init)."""
+
+    signal: int
 
 
 class StepReport(Record, kind="step"):

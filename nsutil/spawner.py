@@ -41,6 +41,7 @@ from . import _init, _launchers, _libc, _native, _plan, _proto
 from ._messages import (
     Exited,
     Failed,
+    InitEnded,
     Place,
     Placed,
     Record,
@@ -303,7 +304,12 @@ class Spawner:
         _pid, status, usage = os.wait4(pid, 0)
         cid, err_r, _pidfd, report = self.children.pop(pid)
         if err_r >= 0:
-            report = step_report(read_report(err_r))
+            raw = read_report(err_r)
+            signum = init_signal(raw)
+            if signum is not None and os.WIFEXITED(status):
+                status = signum  # --init's command was killed by it: a wait status saying so
+            else:
+                report = step_report(raw)
         self.send(Exited(id=cid, pid=pid, status=status, user_s=usage.ru_utime,
                          system_s=usage.ru_stime, maxrss_kib=usage.ru_maxrss,
                          error=report))
@@ -420,6 +426,19 @@ def start_ticks(pid: int, before_ns: int, after_ns: int) -> int | None:
         return int(stat[stat.rfind(b")") + 2:].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def init_signal(raw: bytes) -> int | None:
+    """The signal that killed --init's command, if its PID 1 wrote that (InitEnded)."""
+    if not raw:
+        return None
+    try:
+        ended = from_wire(marshal.loads(raw))
+    except (ValueError, EOFError, TypeError):  # marshal's, or WireError
+        return None
+    if not isinstance(ended, InitEnded) or not 0 < ended.signal < 65:
+        return None
+    return ended.signal
 
 
 def step_report(raw: bytes) -> StepReport | None:

@@ -263,7 +263,10 @@ def build_spec(
         raise UsageError(
             f"--name {opts.name!r}: use letters, digits and _ . - "
             "(starting with a letter or digit)")
-    hostname = opts.hostname if opts.hostname is not None else (opts.name or default_hostname)
+    if opts.hostname is not None:
+        hostname = opts.hostname
+    else:  # the name, as much of it as a hostname holds (the kernel's 64 bytes)
+        hostname = (opts.name or default_hostname)[:64].rstrip(".-_") or default_hostname
     if not _valid_hostname(hostname):
         raise UsageError(f"--hostname {hostname!r}: 1 to 64 letters, digits, '-' and '.'")
     if opts.workdir is not None and not opts.workdir.startswith("/"):

@@ -179,6 +179,12 @@ def test_hostname_flag_and_name_default() -> None:
     named = supervise("run", "--name", "web-1", "--", "hostname")
     flagged = supervise("run", "--hostname", "box", "--", "hostname")
     assert named.stdout == "web-1\n" and flagged.stdout == "box\n"
+    # a name longer than a hostname holds (64): the hostname is its first 64 characters
+    long = "n" * 63 + "-" + "x" * 40
+    cut = supervise("run", "--name", long, "--", "hostname")
+    assert (cut.returncode, cut.stdout) == (0, "n" * 63 + "\n"), cut.stderr
+    too_long = supervise("run", "--hostname", "h" * 65, "--", "true")
+    assert too_long.returncode != 0 and "--hostname" in too_long.stderr
 
 
 def test_seed_aliases_cpushare_and_cpuset() -> None:
