@@ -30,6 +30,11 @@ DEVNULL = subprocess.DEVNULL
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup")
 
 
+def _one_of(field_name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field_name}={value!r}: one of {', '.join(map(repr, allowed))}")
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """One container. stdin/stdout/stderr are fds to hand over (None: inherit ours;
@@ -79,8 +84,24 @@ class ContainerSpec:
     root: Root | None = None
 
     def __post_init__(self) -> None:
+        # A string is a sequence of one-character strings: "echo hi" would run "e".
+        if isinstance(self.argv, (str, bytes)) or not all(
+                isinstance(a, str) for a in self.argv):
+            raise TypeError(f"argv must be a list of strings, such as {['sh', '-c', '...']!r}"
+                            f", not {self.argv!r}")
         if not self.argv:
             raise ValueError("a container needs a command")
+        _one_of("network", self.network, ("none", "host"))
+        _one_of("fs", self.fs, ("view", "host"))
+        for stream in ("stdin", "stdout", "stderr"):
+            fd = getattr(self, stream)
+            if fd is not None and (not isinstance(fd, int) or isinstance(fd, bool)):
+                raise TypeError(f"{stream} must be an fd (int), DEVNULL or None, not {fd!r}")
+        if not isinstance(self.env, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
+            raise TypeError(f"env must map names to values, all strings, not {self.env!r}")
+        if not isinstance(self.limits, cgroupfs.Limits):
+            raise TypeError(f"limits must be a cgroupfs.Limits, not {self.limits!r}")
         for name in (*self.cap_add, *self.cap_drop):
             _caps.normalize(name)  # ValueError for an unknown capability
         if self.user is not None and not all(0 <= i < 0xFFFFFFFF for i in self.user):

@@ -251,3 +251,22 @@ async def test_cpu_and_memory_figures_come_from_the_cgroup() -> None:
     assert result.cpu_system_s is not None
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$", result.started_at)
     assert result.wall_s > 0
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({"argv": "echo hi"}, TypeError, "argv must be a list of strings"),  # would run "e"
+    ({"argv": [b"echo"]}, TypeError, "argv must be a list of strings"),
+    ({"argv": []}, ValueError, "needs a command"),
+    ({"argv": ["true"], "network": "bridge"}, ValueError, "network='bridge'"),  # ran as none
+    ({"argv": ["true"], "fs": "overlay"}, ValueError, "fs='overlay'"),
+    ({"argv": ["true"], "stdout": "out.txt"}, TypeError, "stdout must be an fd"),
+    ({"argv": ["true"], "env": {"N": 1}}, TypeError, "env must map names to values"),
+    ({"argv": ["true"], "limits": {"memory_bytes": 1}}, TypeError, "cgroupfs.Limits"),
+])
+def test_the_api_refuses_wrong_types_and_values_at_once(kwargs: dict[str, object],
+                                                       error: type[Exception],
+                                                       words: str) -> None:
+    """A wrong type or an unknown value raises where the spec is made, with the field
+    named, not at exec (or silently, as network="bridge" ran without a network)."""
+    with pytest.raises(error, match=re.escape(words)):
+        ContainerSpec(**kwargs)  # type: ignore[arg-type]
