@@ -2,44 +2,79 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Sequence
 from typing import IO
 
 from ._result import Result, Status
 
+# A file system out of space (or quota): lines are lost, the batch goes on. Any other
+# error opening the file is the caller's (a usage error, before anything runs).
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class LineWriter:
-    """Appends lines, flushed one by one, so a killed batch leaves whole lines behind."""
+    """Appends lines, flushed one by one, so a killed batch leaves whole lines behind.
+    A line that cannot be written (a full disk) is counted in `lost`, with the reason
+    in `error`, and never raised: the caller warns once, and says at the end. OSError
+    from the constructor if the file cannot be opened but for want of space."""
 
     def __init__(self, path: str, header: str | None = None) -> None:
         self.path = path
-        fresh = not os.path.exists(path) or os.path.getsize(path) == 0
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        if header is not None and fresh:
-            self.write(header)
+        self.lost = 0
+        self.error: str | None = None
+        self._header = header
+        self._file: IO[str] | None = None
+        self._open()
 
-    def write(self, line: str) -> None:
+    def _open(self) -> None:
         try:
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError:
-            # What did not reach the file must not be written again with the next
-            # line: drop the buffer (the caller says the record was lost).
-            self._file = _reopen(self._file, self.path)
-            raise
+            fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            if self._header is not None and fresh:
+                self._put(self._header)
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            self._drop(exc)
+
+    def write(self, line: str) -> bool:
+        """Append line; False if it was lost (see `error`)."""
+        if self._file is None:
+            self._open()  # space may have come back
+        try:
+            if self._file is None:
+                raise OSError(errno.ENOSPC, self.error or os.strerror(errno.ENOSPC))
+            self._put(line)
+        except OSError as exc:
+            self.lost += 1
+            self._drop(exc)
+            return False
+        return True
+
+    def _put(self, line: str) -> None:
+        assert self._file is not None
+        self._file.write(line + "\n")
+        self._file.flush()
+
+    def _drop(self, exc: OSError) -> None:
+        """What did not reach the file must not be written again with the next line:
+        drop the buffer and what the failed write left half done."""
+        self.error = exc.strerror or str(exc)
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            repair_torn_tail(self.path)
 
     def close(self) -> None:
-        self._file.close()
-
-
-def _reopen(old: IO[str], path: str) -> IO[str]:
-    import contextlib
-
-    with contextlib.suppress(OSError):
-        old.close()
-    repair_torn_tail(path)
-    return open(path, "a", encoding="utf-8")
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
 
 
 def resume_key(name: str, argv: Sequence[str]) -> tuple[str, tuple[str, ...]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -129,6 +131,55 @@ def test_a_batch_does_not_die_of_a_stray_signal(tmp_path: Path) -> None:
     assert "2 jobs: 2 ok" in err
     assert err.count("SIGUSR1 ignored") == 1 and "SIGUSR2 ignored" in err
     assert f"signal {int(sig.SIGRTMIN) + 1} ignored" in err
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[Path]:
+    """A tiny tmpfs, filled up: no space and no inodes left."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(mount)],
+                   check=True)
+    try:
+        (mount / "logs").mkdir()
+        n = 0
+        with contextlib.suppress(OSError):
+            while True:  # the inodes
+                (mount / f"f{n}").touch()
+                n += 1
+        with contextlib.suppress(OSError), open(mount / "f0", "wb") as f:  # the blocks
+            f.write(b"x" * (1 << 20))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_full_disk_loses_records_not_the_batch(tmp_path: Path, full_fs: Path) -> None:
+    """--results, --joblog and --stats-json on a full file system: one warning each, every
+    job runs, and the batch does not report success: it says how many records were lost
+    (it was an internal error before anything ran, or an exit 0 with records missing)."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("true\nfalse\nsleep 0.3\n")
+    done = supervise("batch", "--no-live", "--results", str(full_fs / "r.jsonl"),
+                     "--joblog", str(full_fs / "joblog"), "--stats-json",
+                     str(full_fs / "stats.json"), "--interval", "0.1s", str(jobs))
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert done.returncode == 125, done.stderr
+    assert "3 jobs: 2 ok, 1 failed" in done.stderr
+    for name in ("r.jsonl", "joblog", "stats.json"):
+        assert done.stderr.count(f"{full_fs / name}: No space left on device") == 1, name
+    assert f"3 of 3 records were not written to {full_fs / 'r.jsonl'}" in done.stderr
+    assert f"3 of 3 records were not written to {full_fs / 'joblog'}" in done.stderr
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_logs_directory_out_of_inodes_is_one_warning(tmp_path: Path, full_fs: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("echo a\necho b\n")
+    done = supervise("batch", "--no-live", "--logs", str(full_fs / "logs"), str(jobs))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("--logs") == 1, done.stderr
 
 
 def test_bad_batch_flags_exit_2(tmp_path: Path) -> None:

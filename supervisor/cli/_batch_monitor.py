@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -34,10 +34,12 @@ class Watched(Protocol):
 class Monitor:
     """Active with the live view or --stats-json; `run` samples until cancelled."""
 
-    def __init__(self, live: bool, interval_s: float, stats_json: str | None) -> None:
+    def __init__(self, live: bool, interval_s: float, stats_json: str | None,
+                 warn: Callable[[str, str], None] = lambda key, message: None) -> None:
         self.live = live
         self.interval_s = interval_s
         self.stats_json = stats_json
+        self.warn = warn  # (key, message): said once a key
 
     @property
     def active(self) -> bool:
@@ -75,8 +77,11 @@ class Monitor:
                         now = time.time()
                         host = sampler.host()
                         rows = sampler.sample(batch.targets(), host, now)
-                        if writer is not None:
-                            writer.write(json.dumps(sample_record(host, rows, now)))
+                        if writer is not None and not writer.write(
+                                json.dumps(sample_record(host, rows, now))):
+                            # a full disk: samples are lost, the batch goes on
+                            self.warn(writer.path, f"--stats-json {writer.path}: "
+                                      f"{writer.error}: samples are being lost")
                         show(host, rows)
                         await anyio.sleep(self.interval_s)
                 finally:

@@ -24,8 +24,8 @@ from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, 
 from .._supervisor import Supervisor
 from .._units import format_bytes
 from ._batch_monitor import Monitor
-from ._batch_options import BatchOptions
-from ._output import say
+from ._batch_options import BatchOptions, BatchUsageError
+from ._output import EXIT_SUPERVISE_FAILED, say
 from ._signals import STOP_SIGNALS, batch_signals, receive
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class BatchRunner:
         self.jobs = jobs
         self.options = options
         self.skipped = skipped  # already ok in --results (--resume)
-        self.monitor = Monitor(options.live, options.interval_s, options.stats_json)
+        self.monitor = Monitor(options.live, options.interval_s, options.stats_json,
+                               warn=self.warn_once)
         self.finished: deque[FinishedJob] = deque(maxlen=50)
         self.results: LineWriter | None = None
         self.joblog: LineWriter | None = None
@@ -75,7 +76,7 @@ class BatchRunner:
                     os.close(out)
                 # A full or broken logs directory must not stop the batch: the job
                 # runs, its output is discarded, and the user hears it once.
-                self.warn_once("logs-open", f"--logs {logs}: {exc.strerror}: output of "
+                self.warn_once("logs", f"--logs {logs}: {exc.strerror}: output of "
                                "jobs whose logs cannot be created is discarded")
                 return JobOutput(DEVNULL, DEVNULL)
             return JobOutput(out, err, out_path, err_path)
@@ -95,15 +96,13 @@ class BatchRunner:
                                          result.wall_s, result.peak_memory_bytes))
         for writer, line_of in ((self.results, result.to_json),
                                 (self.joblog, lambda: joblog_line(seq, result))):
-            if writer is not None:
-                try:
-                    writer.write(line_of())
-                except OSError as exc:
-                    self.warn_once(writer.path, f"{writer.path}: {exc.strerror}: records are "
-                                   "being lost")
+            if writer is not None and not writer.write(line_of()):
+                self.warn_once(writer.path, f"{writer.path}: {writer.error}: records are "
+                               "being lost")
         logs = self.options.logs
         if logs is not None and result.stdout_path is not None and _full(logs):
-            self.warn_once("logs-full", f"--logs {logs} is full: jobs' output is cut "
+            # (one warning about the logs: a directory out of inodes also fails opens)
+            self.warn_once("logs", f"--logs {logs} is full: jobs' output is cut "
                            "short from here on")
         if result.status not in (Status.OK, Status.CANCELLED):
             message = end_message(result, job.spec.timeout)
@@ -165,11 +164,12 @@ class BatchRunner:
 
     # -- the whole run ------------------------------------------------------------
     async def main(self) -> int:
-        if self.options.results is not None:
-            repair_torn_tail(self.options.results)
-            self.results = LineWriter(self.options.results)
-        if self.options.joblog is not None:
-            self.joblog = LineWriter(self.options.joblog, header=JOBLOG_HEADER)
+        self.results = self._writer("--results", self.options.results)
+        self.joblog = self._writer("--joblog", self.options.joblog, JOBLOG_HEADER)
+        for writer in (self.results, self.joblog):
+            if writer is not None and writer.error is not None:
+                self.warn_once(writer.path, f"{writer.path}: {writer.error}: records are "
+                               "being lost")
         try:
             # Listen before anything starts: SIGINT, SIGTERM and SIGHUP (a closed
             # terminal) stop the batch cleanly; unheard, SIGHUP would end the process
@@ -199,6 +199,19 @@ class BatchRunner:
                 tg.cancel_scope.cancel()
         return outcome
 
+    @staticmethod
+    def _writer(flag: str, path: str | None, header: str | None = None) -> LineWriter | None:
+        """The file's writer; BatchUsageError (exit 2, before anything runs) if it
+        cannot be opened but for want of space (then lines are lost, counted)."""
+        if path is None:
+            return None
+        try:
+            if flag == "--results":
+                repair_torn_tail(path)
+            return LineWriter(path, header=header)
+        except OSError as exc:
+            raise BatchUsageError(f"{flag} {path}: {exc.strerror}") from exc
+
     def _finish(self, outcome: BatchOutcome) -> int:
         summary = summarize(outcome.results)
         wall = time.monotonic() - self.started_mono
@@ -208,6 +221,12 @@ class BatchRunner:
             say(f"{self.skipped} jobs skipped: already ok in {self.options.results}")
         if outcome.halted is not None:
             say(f"halted: --halt {outcome.halted.when},{outcome.halted.condition} reached")
+        lost = [w for w in (self.results, self.joblog) if w is not None and w.lost]
+        for writer in lost:
+            say(f"{writer.lost} of {len(outcome.results)} records were not written to "
+                f"{writer.path} ({writer.error})")
+        if lost:
+            return EXIT_SUPERVISE_FAILED  # what it ran is not all on record
         if self.interrupted_by is not None:
             return 128 + self.interrupted_by
         if summary.all_ok and not outcome.not_started:
