@@ -475,8 +475,11 @@ def main() -> None:
         os._exit(1)
     # Ctrl-C, a closing terminal's SIGHUP or a SIGTERM to the whole process group
     # (a shell's job control, timeout(1)) are the supervisor's to forward.
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    # (The supervisor starts us with them blocked, so none came before this.)
+    ignored = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
+    for sig in ignored:
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ignored)
     sock = socket.socket(fileno=sock_fd)
     Spawner(sock).serve()
     # Nothing to flush or finalize: skip the interpreter's teardown, so the

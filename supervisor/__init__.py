@@ -11,6 +11,16 @@
     anyio.run(main)
 """
 
+import sys as _sys
+
+# Run as the command line (`supervise`, `python -m supervisor`): a Ctrl-C during the
+# imports that follow is a clean exit, not a traceback (_early). A library import
+# leaves the caller's handler alone.
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].rpartition("/")[2] == "supervise":
+    from . import _early
+
+    _early.install()
+
 from typing import TYPE_CHECKING, Any
 
 # Public name -> the module that defines it. Imported on first use (PEP 562), so

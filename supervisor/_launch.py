@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,11 +22,17 @@ def spawner_command(python: str | None = None) -> list[str]:
     return [python or sys.executable, "-I", "-S", "-c", code]
 
 Launched = tuple[socket.socket, "subprocess.Popen[bytes]"]
+_SPAWNER_IGNORES = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
 def launch(python: str | None = None) -> Launched:
     """A spawner and our end of its socket (non-blocking)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # The spawner ignores Ctrl-C, a closed terminal and a group's SIGTERM (they are the
+    # supervisor's to forward), but only once its interpreter has started: until then
+    # they stay blocked (exec keeps the mask), never a KeyboardInterrupt traceback.
+    # Held here, not lost: they reach this process when the mask is restored.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SPAWNER_IGNORES)
     try:
         process = subprocess.Popen(
             [*spawner_command(python), str(theirs.fileno()), str(os.getpid())],
@@ -37,6 +44,7 @@ def launch(python: str | None = None) -> Launched:
         ours.close()
         raise SuperviseError(f"starting the spawner: {exc.strerror}") from exc
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
     ours.setblocking(False)
     return ours, process

@@ -305,3 +305,42 @@ def test_not_root_is_refused(monkeypatch: pytest.MonkeyPatch,
 def test_net_host_keeps_the_hosts_interfaces() -> None:
     done = supervise("run", "--net", "host", "--", "ip", "-o", "link")
     assert len(done.stdout.strip().splitlines()) == len(os.listdir("/sys/class/net"))
+
+
+@pytest.mark.parametrize("command", [["run", "--", "sleep", "1"], ["batch", "-"]])
+def test_an_early_ctrl_c_is_never_a_traceback(command: list[str]) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while
+    supervise is still importing click and trio, or while its spawner is starting:
+    one line or a clean run, never a KeyboardInterrupt traceback. (From 40 ms: before
+    that the interpreter itself is starting, which no code of ours can reach.)"""
+    for delay_ms in range(40, 240, 10):
+        proc = subprocess.Popen([PYTHON, "-m", "supervisor", *command], start_new_session=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(delay_ms / 1000)
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate("sleep 1\n", timeout=30)
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay_ms, err)
+        assert proc.returncode in (0, 130), (delay_ms, proc.returncode, err)
+
+
+def test_the_spawner_survives_signals_sent_while_it_starts(capfd: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """Started with SIGINT, SIGHUP and SIGTERM blocked (exec keeps the mask) until it
+    ignores them: a group's Ctrl-C in its first milliseconds neither kills it nor
+    prints a traceback."""
+    from supervisor import _launch
+
+    sock, process = _launch.launch(PYTHON)
+    try:
+        for _ in range(20):
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+                process.send_signal(sig)
+            time.sleep(0.005)
+        time.sleep(0.2)
+        assert process.poll() is None
+    finally:
+        sock.close()  # EOF: it exits
+        process.wait(timeout=10)
+    assert process.returncode == 0
+    assert "Traceback" not in capfd.readouterr().err

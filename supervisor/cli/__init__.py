@@ -7,17 +7,23 @@ with --debug.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
-import sys
-import traceback
-from typing import NoReturn
+import signal
 
-import click
+from .. import _early
 
-from .._errors import JobsFileError, SuperviseError
-from ._output import EXIT_BATCH_USAGE, EXIT_SUPERVISE_FAILED, fail, say
+_early.install()  # a Ctrl-C from here to _main: "interrupted", no traceback
+
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+import click  # noqa: E402
+
+from .._errors import JobsFileError, SuperviseError  # noqa: E402
+from ._output import EXIT_BATCH_USAGE, EXIT_SUPERVISE_FAILED, fail, say  # noqa: E402
 
 # command -> (module, attribute): a command's module (and what it imports: rich,
 # psutil...) loads only when that command runs, so `supervise run` starts fast.
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _main(args: list[str]) -> NoReturn:
     _prestart_spawner(args)
+    # From here a Ctrl-C is click's Abort ("interrupted", 130), or the command's own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     debug = "--debug" in args[: args.index("run")] if "run" in args else "--debug" in args
     try:
         code = cli.main(args=args, prog_name="supervise", standalone_mode=False)
