@@ -17,9 +17,12 @@ killed or removed. For each such id:
   the cgroups are removed, then its records (and a journal with its last one) -
   unless one of its processes is the child of a live spawner: then it is a live
   container, whatever its records say, and stays;
+- reserved, not recorded: a supervisor writes a `?ID` line before it makes the
+  cgroup and the record after it starts the container. Reserved by a dead one (killed
+  in between): whatever is in its cgroups is killed and they are removed at once;
+  by a live one: left alone;
 - recorded by nobody: removed if it holds no process and is older than a minute (a
-  live supervisor creates the cgroup a moment before it writes the journal line:
-  the age guard keeps gc out of that window); never killed.
+  supervise from before reservations, or one whose journal is gone); never killed.
 
 A stale record whose id has no cgroup here is struck once the cgroups it names are
 gone; while they exist (placed by --cgroup-parent, or below another cgroup's
@@ -37,7 +40,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cgroupfs
@@ -111,14 +114,26 @@ class Stale:
 
 
 @dataclass(frozen=True)
+class Abandoned:
+    """A container whose dead supervisor reserved it (Journal.reserve) and was killed
+    before recording it: its cgroups, made in between."""
+
+    id: str
+    supervisor_pid: int
+    dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GcPlan:
     stale: tuple[Stale, ...] = ()
     orphan_dirs: tuple[str, ...] = ()
     dead_leaves: tuple[LeafDir, ...] = ()
     dead_shared: tuple[SharedDir, ...] = ()
+    abandoned: tuple[Abandoned, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.stale or self.orphan_dirs or self.dead_leaves or self.dead_shared)
+        return bool(self.stale or self.orphan_dirs or self.dead_leaves or self.dead_shared
+                    or self.abandoned)
 
 
 def plan_gc(
@@ -129,11 +144,14 @@ def plan_gc(
     shared: Sequence[SharedDir] = (),
     *,
     min_age_s: float = MIN_ORPHAN_AGE_S,
+    reserved: Mapping[str, tuple[int, bool]] | None = None,
 ) -> GcPlan:
     """What to clean (see the module's docstring): the ids recorded only by dead
     supervisors, with their cgroups among dirs; the dirs no record claims that are empty
-    and old enough; dead supervisors' v2 leaves that are empty. Only dirs named with a
-    container id are considered; records' paths are never used."""
+    and old enough, or at once if a dead supervisor reserved their id (reserved: id ->
+    (its pid, whether it lives)); dead supervisors' v2 leaves that are empty. Only dirs
+    named with a container id are considered; records' paths are never used."""
+    reserved = reserved or {}
     dirs = [d for d in dirs if is_container_id(d.id)]
     records: dict[str, list[ContainerState]] = {}
     for state in states:
@@ -143,13 +161,18 @@ def plan_gc(
         for cid, found in records.items()
         if not any(supervisor_alive(s) for s in found)
     )
+    unrecorded = [d for d in dirs if d.id not in records]
+    abandoned = tuple(
+        Abandoned(cid, reserved[cid][0], tuple(d.path for d in unrecorded if d.id == cid))
+        for cid in sorted({d.id for d in unrecorded
+                           if d.id in reserved and not reserved[d.id][1]}))
     orphans = tuple(
-        d.path for d in dirs
-        if d.id not in records and d.age_s >= min_age_s and d.populated is False
+        d.path for d in unrecorded
+        if d.id not in reserved and d.age_s >= min_age_s and d.populated is False
     )
     dead = tuple(leaf for leaf in leaves if not leaf.pid_alive and not leaf.populated)
     dead_shared = tuple(d for d in shared if not d.alive and not d.populated)
-    return GcPlan(stale, orphans, dead, dead_shared)
+    return GcPlan(stale, orphans, dead, dead_shared, abandoned)
 
 
 # -- gathering the facts ----------------------------------------------------------------
@@ -266,9 +289,12 @@ def collect(state_dir: str | None = None, *, layout: cgroupfs.Layout | None = No
             warn: Callable[[str], None] | None = None) -> GcPlan:
     layout = layout or cgroupfs.detect_layout()
     states = _state.read_states(state_dir, warn=warn)
+    reserved = {cid: (pid, _state.is_alive(pid, ticks))
+                for cid, (pid, ticks) in _state.reserved(state_dir).items()}
     bases = cgroupfs.supervise_parents(layout)
     return plan_gc(states, _state.supervisor_alive, scan_dirs(bases, min_age_s=min_age_s),
-                   scan_leaves(layout), scan_shared(bases), min_age_s=min_age_s)
+                   scan_leaves(layout), scan_shared(bases), min_age_s=min_age_s,
+                   reserved=reserved)
 
 
 def _strike(stale: Stale, state_dir: str | None) -> None:
@@ -328,6 +354,20 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         done(f"removed cgroup {path}: {why}")
         return True
 
+    for lost in plan.abandoned:
+        if spawned_by_live_spawner(lost.dirs):
+            report.left.append(f"{lost.id}: its supervisor is gone, but a live spawner "
+                               "runs it: left alone")
+            continue
+        try:
+            destroy_dirs(lost.id, lost.dirs, layout, timeout)
+        except (GcError, cgroupfs.CgroupError) as exc:
+            report.errors.append(f"{lost.id}: {exc}")
+            continue
+        touched_parents.update(os.path.dirname(p) for p in lost.dirs)
+        _state.remove_states([lost.id], state_dir)
+        done(f"removed {lost.id}: its supervisor (pid {lost.supervisor_pid}) was killed "
+             "while starting it")
     for path in plan.orphan_dirs:
         if remove_empty(path, "no container uses it"):
             touched_parents.add(os.path.dirname(path))

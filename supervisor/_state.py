@@ -250,9 +250,21 @@ class Journal:
         os.write(self._open(), line)  # one write per line: whole, or torn at the end
         self._size += len(line)
 
+    def reserve(self, cid: str) -> None:
+        """Say, before its cgroup is made, that container cid is this supervisor's: a
+        supervisor killed between that mkdir and `add` leaves a cgroup gc can
+        attribute at once (`pending`), not one it must leave for a minute."""
+        line = f"?{cid}\n".encode("ascii")
+        self._append(line)
+        self._live[cid] = line
+        self._live_size += len(line)
+
     def add(self, state: ContainerState) -> None:
         line = b"+" + state.to_json().encode("ascii") + b"\n"
         self._append(line)
+        reserved = self._live.get(state.id)
+        if reserved is not None:
+            self._live_size -= len(reserved)
         self._live[state.id] = line
         self._live_size += len(line)
 
@@ -305,21 +317,54 @@ def replay(text: bytes) -> tuple[dict[str, ContainerState], int]:
     those that are not a record of the right shape (see ContainerState.from_json) or the
     end of one. The part after the last newline is a write under way: skipped, not
     counted."""
+    live, ignored, _reserved = _replay(text)
+    return live, ignored
+
+
+def _replay(text: bytes) -> tuple[dict[str, ContainerState], int, set[str]]:
+    """replay's, and the ids reserved ("?", see Journal.reserve) and not recorded since."""
     live: dict[str, ContainerState] = {}
+    reserved: set[str] = set()
     ignored = 0
     for line in text.split(b"\n")[:-1]:
-        if line[:1] == b"+":
+        kind = line[:1]
+        if kind == b"+":
             try:
                 state = ContainerState.from_json(line[1:].decode("utf-8"))
             except (ValueError, TypeError):
                 ignored += 1
                 continue
             live[state.id] = state
-        elif line[:1] == b"-" and is_container_id(cid := line[1:].decode("ascii", "replace")):
-            live.pop(cid, None)
+            reserved.discard(state.id)
+        elif kind in (b"-", b"?") and is_container_id(
+                cid := line[1:].decode("ascii", "replace")):
+            if kind == b"?":
+                reserved.add(cid)
+            else:
+                live.pop(cid, None)
+                reserved.discard(cid)
         else:
             ignored += 1
-    return live, ignored
+    return live, ignored, reserved
+
+
+def reserved(directory: str | None = None) -> dict[str, tuple[int, int | None]]:
+    """The containers reserved and not recorded since (their supervisor died between
+    the two, or is there now), each with its supervisor's pid and start time: from
+    the journal's name (journal_key), not from anything in it."""
+    found: dict[str, tuple[int, int | None]] = {}
+    for path in _journals(directory or state_dir()):
+        parts = os.path.basename(path)[: -len(JOURNAL_SUFFIX)].split("-")
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            continue
+        try:
+            with open(path, "rb") as f:
+                _live, _ignored, ids = _replay(f.read())
+        except OSError:
+            continue
+        owner = (int(parts[0]), int(parts[1]) or None)
+        found.update(dict.fromkeys(ids, owner))
+    return found
 
 
 def _journals(directory: str) -> list[str]:
@@ -363,11 +408,12 @@ def remove_states(cids: Sequence[str], directory: str | None = None) -> None:
                 text = f.read()
         except OSError:
             continue
-        live, _ignored = replay(text)
-        gone = wanted & live.keys()
+        live, _ignored, pending = _replay(text)
+        known = live.keys() | pending
+        gone = wanted & known
         if not gone:
             continue
-        if gone == live.keys():
+        if gone == known:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             continue

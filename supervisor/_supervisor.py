@@ -225,6 +225,11 @@ class Supervisor:
             raise SuperviseError(self._loopback_error or "no loopback request")
         return self._loopback
 
+    def _unreserve(self, cid: str) -> None:
+        if self._write_state:
+            with contextlib.suppress(OSError):
+                self._journal.remove(cid)
+
     def _container_ended(self, container: Container, cgroup_left: bool) -> None:
         """A container's end is recorded and its cgroup removed (unless cgroup_left:
         then its journal entry stays, for `supervise gc`)."""
@@ -327,6 +332,12 @@ class Supervisor:
             controllers.add("devices")
             if devices is not None:
                 limits = dataclasses.replace(limits, devices=devices)
+        if self._write_state:  # before the mkdir: a kill in between leaves it attributable
+            try:
+                self._journal.reserve(cid)
+            except OSError as exc:
+                raise SuperviseError(
+                    f"writing state to {self._state_dir}: {exc.strerror}") from exc
         try:
             # The shared "supervise" parents stay for our lifetime (removed once, at
             # the end), so each container costs one mkdir per hierarchy.
@@ -335,6 +346,7 @@ class Supervisor:
                 remove_parent=False, v1_controllers=controllers,
                 unified=can_mount or not self._shared_unified)
         except cgroupfs.CgroupError as exc:
+            self._unreserve(cid)
             raise SuperviseError(str(exc)) from exc
         self._names.add(name)
         # On v2 the spawner makes PID 1 inside its cgroup (clone3 CLONE_INTO_CGROUP):
@@ -365,7 +377,8 @@ class Supervisor:
         except BaseException:
             self._names.discard(name)
             with anyio.CancelScope(shield=True):
-                await remove_cgroup(cgroup)
+                if await remove_cgroup(cgroup) is None:  # else gc finds it, reserved
+                    self._unreserve(cid)
             raise
         finally:
             for fd in owned:

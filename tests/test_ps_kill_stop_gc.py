@@ -20,6 +20,7 @@ import pytest
 
 import cgroupfs
 from supervisor import _control, _gc
+from supervisor import _state as journals
 from supervisor._errors import UsageError
 from supervisor._ids import new_id
 from supervisor._state import ContainerState
@@ -198,6 +199,23 @@ def test_plan_gc() -> None:
     with_shared = _gc.plan_gc([], lambda s: True, [], [], shared)
     assert [d.pid for d in with_shared.dead_shared] == [8] and with_shared
     assert _gc.shared_name(8, 1, 0) == "spawner-8-1-0"
+
+
+def test_plan_gc_removes_at_once_what_a_dead_supervisor_reserved() -> None:
+    """A supervisor killed between a container's mkdir and its journal record: the
+    reservation it wrote first ties the cgroup to it, so gc need not wait a minute;
+    a live one's reservation is its to finish."""
+    base = "/cg/pids/supervise"
+    dead_id, live_id, nobody_id = (f"{n:012x}" for n in range(11, 14))
+    dirs = [_gc.CgroupDir(f"{base}/{dead_id}", 2, None),       # young, not even looked at
+            _gc.CgroupDir(f"/cg/memory/supervise/{dead_id}", 2, None),
+            _gc.CgroupDir(f"{base}/{live_id}", 2, None),
+            _gc.CgroupDir(f"{base}/{nobody_id}", 2, None)]
+    plan = _gc.plan_gc([], lambda s: True, dirs,
+                       reserved={dead_id: (41, False), live_id: (42, True)})
+    assert [(a.id, a.supervisor_pid, a.dirs) for a in plan.abandoned] == [
+        (dead_id, 41, (f"{base}/{dead_id}", f"/cg/memory/supervise/{dead_id}"))]
+    assert not plan.orphan_dirs and not plan.stale  # the others: too young, or live
 
 
 def test_destroy_dirs_refuses_foreign_paths() -> None:
@@ -448,6 +466,30 @@ def test_gc_removes_old_empty_unclaimed_cgroups(host: Host) -> None:
         report = _gc.execute(plan, layout, str(host.state_dir))
         assert not report.errors and len(report.removed) == len(cgroup.paths)
         assert not any(os.path.exists(p) for p in cgroup.paths)
+    finally:
+        cgroup.destroy()
+
+
+@needs_root
+@pytest.mark.cgroup_v2
+def test_gc_removes_at_once_a_cgroup_a_killed_supervisor_reserved(host: Host) -> None:
+    """The window of the issue: a supervisor SIGKILLed after making a container's
+    cgroup, before its journal line. Its reservation names it: gc removes the cgroup
+    now, young as it is (it used to wait a minute, and dozens piled up)."""
+    name = new_id()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid whose process is gone: the killed supervisor
+    journal = journals.Journal(str(host.state_dir), journals.journal_key(dead.pid, 1))
+    journal.reserve(name)
+    journal.close()  # (with a reservation in it, the file stays: as a SIGKILL leaves it)
+    cgroup = cgroupfs.create_cgroup(name)
+    try:
+        assert journals.reserved(str(host.state_dir)) == {name: (dead.pid, 1)}
+        done = host.cli("gc")
+        assert done.returncode == 0, done.stderr
+        assert not any(os.path.exists(p) for p in cgroup.paths), done.stderr
+        assert "was killed while starting it" in done.stdout + done.stderr
+        assert not list(host.state_dir.glob("*.journal"))  # its last line struck: gone
     finally:
         cgroup.destroy()
 

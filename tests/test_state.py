@@ -322,3 +322,20 @@ def test_a_strike_after_a_torn_line_is_a_line_of_its_own(tmp_path: Path) -> None
     assert [s.id for s in read_states(str(tmp_path))] == [_cid("b")]
     remove_states([_cid("b")], str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reservation_is_replaced_by_its_record_or_struck(tmp_path: Path) -> None:
+    """Journal.reserve (before the cgroup's mkdir), then add: the record stands and no
+    reservation is left; a reservation removed (the start failed) is gone; one left
+    (the supervisor was killed) is found, with the journal's supervisor."""
+    journal = Journal(str(tmp_path), "4242-7-cccccc")
+    a, b, c = _cid("a1"), _cid("b2"), _cid("c3")
+    for cid in (a, b, c):
+        journal.reserve(cid)
+    journal.add(_state(a, "a"))
+    journal.remove(b)
+    assert [s.id for s in read_states(str(tmp_path))] == [a]
+    assert state_module.reserved(str(tmp_path)) == {c: (4242, 7)}
+    journal.remove(a)
+    journal.remove(c)
+    assert not list(tmp_path.glob("*.journal"))
