@@ -316,6 +316,21 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
 
     touched_parents: set[str] = set()
     own = set(cgroupfs.supervise_parents(layout))
+
+    def destroy(cid: str, dirs: Sequence[str], shown: str, why: str) -> bool:
+        """Kill what is in a dead supervisor's container's cgroups and remove them;
+        False if they stay (a live spawner runs it after all, or an error)."""
+        if spawned_by_live_spawner(dirs):
+            report.left.append(f"{cid}: {why}, but a live spawner runs it: left alone")
+            return False
+        try:
+            destroy_dirs(cid, dirs, layout, timeout)
+        except (GcError, cgroupfs.CgroupError) as exc:
+            report.errors.append(f"{shown}: {exc}")
+            return False
+        touched_parents.update(os.path.dirname(p) for p in dirs)
+        return True
+
     for stale in plan.stale:
         # Re-check: a record may have been replaced, or removed by another gc.
         if any(_state.supervisor_alive(s) for s in stale.records):
@@ -329,17 +344,9 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
                     f"{stale.shown}, but its cgroups are not below {', '.join(sorted(own))}:"
                     f" not removed ({', '.join(elsewhere)})")
                 continue
-        elif spawned_by_live_spawner(stale.dirs):
-            report.left.append(f"{stale.id}: its records say its supervisor is gone, but a"
-                               " live spawner runs it: left alone")
+        elif not destroy(stale.id, stale.dirs, f"{stale.id} ({stale.records[0].name})",
+                         "its records say its supervisor is gone"):
             continue
-        else:
-            try:
-                destroy_dirs(stale.id, stale.dirs, layout, timeout)
-            except (GcError, cgroupfs.CgroupError) as exc:
-                report.errors.append(f"{stale.id} ({stale.records[0].name}): {exc}")
-                continue
-            touched_parents.update(os.path.dirname(p) for p in stale.dirs)
         _strike(stale, state_dir)
         done(f"removed {stale.shown}")
     def remove_empty(path: str, why: str) -> bool:
@@ -355,16 +362,8 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         return True
 
     for lost in plan.abandoned:
-        if spawned_by_live_spawner(lost.dirs):
-            report.left.append(f"{lost.id}: its supervisor is gone, but a live spawner "
-                               "runs it: left alone")
+        if not destroy(lost.id, lost.dirs, lost.id, "its supervisor is gone"):
             continue
-        try:
-            destroy_dirs(lost.id, lost.dirs, layout, timeout)
-        except (GcError, cgroupfs.CgroupError) as exc:
-            report.errors.append(f"{lost.id}: {exc}")
-            continue
-        touched_parents.update(os.path.dirname(p) for p in lost.dirs)
         _state.remove_states([lost.id], state_dir)
         done(f"removed {lost.id}: its supervisor (pid {lost.supervisor_pid}) was killed "
              "while starting it")
