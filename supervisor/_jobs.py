@@ -16,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._errors import JobsFileError, UsageError
 from ._options import RunOptions
@@ -83,6 +83,8 @@ def split_line(line: Line) -> list[str]:
 
 def merge_options(defaults: RunOptions, given: Mapping[str, Any]) -> RunOptions:
     """The batch's defaults with a line's options over them (env and env files add up)."""
+    if not given:
+        return defaults  # (shared: most lines of a big file set no options)
     changes = dict(given)
     if "env" in changes:
         changes["env"] = (*defaults.env, *changes["env"])
@@ -124,6 +126,42 @@ def unexecutable(argv: list[str], limit: int) -> str | None:
     if total > limit:
         return f"the command line is {total} bytes: exec takes at most {limit}"
     return None
+
+
+# What a jobs file may hold: a line no longer than a command exec could take (with
+# room for its options), and a number of lines a batch can hold in memory (a job
+# costs the supervisor about a kilobyte until it has run). Past either, the file is
+# refused as it is read: /dev/zero or an endless stdin must not grow memory without
+# end.
+MAX_LINE_BYTES = 2 * 1024 * 1024 + 64 * 1024
+MAX_LINES = 1_000_000
+
+
+def read_bounded(stream: BinaryIO, path: str, *, max_line: int = MAX_LINE_BYTES,
+                 max_lines: int = MAX_LINES, chunk: int = 1 << 20) -> bytes:
+    """All of a jobs file, read in chunks; UsageError (`PATH:LINE: why`) as soon as a
+    line runs past max_line bytes or the file past max_lines lines."""
+    parts: list[bytes] = []
+    lines = 0
+    current = 0  # bytes of the line being read
+    while data := stream.read(chunk):
+        start = 0
+        while (newline := data.find(b"\n", start)) >= 0:
+            current += newline - start
+            if current > max_line:
+                break
+            lines += 1
+            if lines > max_lines:
+                raise UsageError(f"{path}:{lines}: more than {max_lines} lines: split the "
+                                 "file into batches")
+            current, start = 0, newline + 1
+        else:
+            current += len(data) - start
+        if current > max_line:
+            raise UsageError(f"{path}:{lines + 1}: a line longer than {max_line} bytes "
+                             "(no command exec could take)")
+        parts.append(data)
+    return b"".join(parts)
 
 
 def parse_jobs(

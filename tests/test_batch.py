@@ -182,6 +182,25 @@ def test_a_logs_directory_out_of_inodes_is_one_warning(tmp_path: Path, full_fs: 
     assert done.stderr.count("--logs") == 1, done.stderr
 
 
+def test_an_endless_jobs_file_is_refused_not_read_forever() -> None:
+    """/dev/zero grew supervise to 1.8 GiB in 7 s and ended in a MemoryError; endless
+    stdin likewise. Now: FILE:LINE and exit 2, at once, with nothing run."""
+    zero = supervise("batch", "/dev/zero", timeout=30)
+    assert zero.returncode == 2
+    assert zero.stderr.startswith("supervise: /dev/zero:1: a line longer than")
+    endless = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "-"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert endless.stdin is not None and endless.stderr is not None
+    with contextlib.suppress(BrokenPipeError):
+        while endless.poll() is None:
+            endless.stdin.write(b"true\n" * 100_000)
+    assert endless.wait(timeout=30) == 2
+    assert b"more than 1000000 lines" in endless.stderr.read()
+    with contextlib.suppress(BrokenPipeError):
+        endless.stdin.close()
+    endless.stderr.close()
+
+
 def test_bad_batch_flags_exit_2(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.txt"
     jobs.write_text("true\n")

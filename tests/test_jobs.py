@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor._errors import UsageError
 from supervisor._jobs import MAX_ARG_STRLEN, JobsFileError, logical_lines, parse_jobs
 from supervisor._options import RunOptions
 from supervisor.cli._flags import parse_job_options
@@ -98,3 +99,24 @@ def test_a_command_exec_could_never_take_is_an_error_of_its_line(line: str, expe
 def test_every_bad_line_is_reported_at_once() -> None:
     found = errors("--bad -- true\nok\n'open\n--name x -- a\n--name x -- b\n")
     assert [e.split(":")[1] for e in found] == ["1", "3", "5"]
+
+
+def test_a_jobs_file_is_read_within_bounds() -> None:
+    """/dev/zero (one endless line) or an endless stdin must not grow memory without
+    end: the reader stops at the first line past the bound, or the first line past the
+    count, with its FILE:LINE."""
+    import io
+
+    from supervisor._jobs import read_bounded
+
+    with open("/dev/zero", "rb") as zero, pytest.raises(UsageError, match=r"^z:1: a line longer"):
+        read_bounded(zero, "z", max_line=1000, chunk=300)
+    endless = io.BytesIO(b"true\n" * 50)
+    with pytest.raises(UsageError, match=r"^in:11: more than 10 lines"):
+        read_bounded(endless, "in", max_lines=10, chunk=7)
+    # within the bounds, whatever the chunks: all of it
+    text = b"echo a\n" + b"x" * 999 + b"\nlast"
+    for chunk in (1, 5, 1000, 1 << 20):
+        assert read_bounded(io.BytesIO(text), "f", max_line=999, chunk=chunk) == text
+    with pytest.raises(UsageError, match=r"^f:2: a line longer than 998"):
+        read_bounded(io.BytesIO(text), "f", max_line=998, chunk=64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,7 +14,7 @@ from .._batch import BatchJob
 from .._errors import JobsFileError, SuperviseError, UsageError
 from .._gc import gc_quietly
 from .._host import host_facts, require_root, require_seccomp
-from .._jobs import parse_jobs
+from .._jobs import parse_jobs, read_bounded
 from .._jobs_check import batch_grant, check_jobs
 from .._options import HostFacts
 from .._results_file import read_results, resume_key, succeeded
@@ -83,7 +82,7 @@ def batch_command(**flags: Any) -> None:
 def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], int]:
     """The jobs file's jobs, checked, less those --resume skips; and how many it skips."""
     shown = options.jobs_file_shown
-    text = _read_jobs_file(options.jobs_file)
+    text = _read_jobs_file(options.jobs_file, shown)
     ceiling = None  # a line may not ask for more than the batch's own flags grant...
     if not options.allow_privileged_jobs:  # ...unless this says so
         try:
@@ -115,13 +114,19 @@ def _line_of(error: str, path: str) -> int:
     return int(number) if number.isdigit() else 0
 
 
-def _read_jobs_file(path: str) -> str:
+def _read_jobs_file(path: str, shown: str) -> str:
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            raw = read_bounded(sys.stdin.buffer, shown)
+        else:
+            with open(path, "rb") as f:
+                raw = read_bounded(f, shown)
     except OSError as exc:
-        raise BatchUsageError(f"{path}: {exc.strerror}") from exc
+        raise BatchUsageError(f"{shown}: {exc.strerror}") from exc
+    except UsageError as exc:  # a line too long, too many lines
+        raise BatchUsageError(str(exc)) from exc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise BatchUsageError(f"{path}:{line}: not UTF-8") from exc
+        raise BatchUsageError(f"{shown}:{line}: not UTF-8") from exc
