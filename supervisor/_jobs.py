@@ -20,10 +20,11 @@ from typing import Any, BinaryIO
 
 from ._errors import JobsFileError, UsageError
 from ._options import RunOptions
+from ._sources import Inputs, combinations, expand, has_replacements
 from ._words import UnterminatedQuote, split_words
 
-__all__ = ["Job", "JobsFileError", "Line", "logical_lines", "merge_options", "parse_jobs",
-           "split_line"]
+__all__ = ["Job", "JobsFileError", "Line", "input_jobs", "logical_lines", "merge_options",
+           "parse_jobs", "split_line"]
 
 # Options a job line may not set: they make no sense for a batch job.
 NOT_PER_JOB = frozenset({"tty", "interactive"})
@@ -135,6 +136,7 @@ def unexecutable(argv: list[str], limit: int) -> str | None:
 # end.
 MAX_LINE_BYTES = 2 * 1024 * 1024 + 64 * 1024
 MAX_LINES = 1_000_000
+INPUTS = "<inputs>"  # what errors about jobs made from input sources name
 
 
 def read_bounded(stream: BinaryIO, path: str, *, max_line: int = MAX_LINE_BYTES,
@@ -211,5 +213,43 @@ def parse_jobs(
         except UsageError as exc:
             errors.append(f"{path}:{line.number}: {exc}")
     if errors and not collect:
+        raise JobsFileError(errors)
+    return jobs
+
+
+def input_jobs(inputs: Inputs, defaults: RunOptions, read_lines: Callable[[str], list[str]],
+               path: str = INPUTS) -> list[Job]:
+    """The jobs of `batch -- COMMAND ::: ...` (see _sources): one a combination of the
+    sources' values, numbered from 1 (their `line` and `seq`, `job-N` their name), with
+    the batch's options; read_lines(path) gives a file source's lines. JobsFileError
+    (`<inputs>:N: why`) for a job exec could never take, or too many jobs."""
+    sources = [values if kind == "args" else tuple(read_lines(values[0]))
+               for kind, values in inputs.sources]
+    if any(not values for values in sources):
+        raise JobsFileError([f"{path}: an input source is empty: no job to run"])
+    count = 1
+    for values in sources:
+        count *= len(values)
+    if count > MAX_LINES:
+        raise JobsFileError([f"{path}: {count} jobs: more than {MAX_LINES}; split them "
+                             "into batches"])
+    replace = has_replacements(inputs.command)
+    limit = arg_max()
+    jobs: list[Job] = []
+    errors: list[str] = []
+    for seq, values in enumerate(combinations(sources), start=1):
+        try:
+            argv = expand(inputs.command, values, seq, replace)
+            problem = unexecutable(argv, limit)
+            if problem is not None:
+                raise UsageError(problem)
+        except UsageError as exc:
+            errors.append(f"{path}:{seq}: {exc}")
+            if len(errors) >= 100:  # (the same mistake a million times is said 100)
+                break
+            continue
+        jobs.append(Job(line=seq, argv=tuple(argv), options=defaults,
+                        name=default_name(seq), seq=seq))
+    if errors:
         raise JobsFileError(errors)
     return jobs

@@ -14,7 +14,7 @@ from .._batch import BatchJob
 from .._errors import JobsFileError, SuperviseError, UsageError
 from .._gc import gc_quietly
 from .._host import host_facts, require_root, require_seccomp
-from .._jobs import parse_jobs, read_bounded
+from .._jobs import input_jobs, parse_jobs, read_bounded
 from .._jobs_check import batch_grant, check_jobs
 from .._options import HostFacts
 from .._results_file import read_results, resume_key, succeeded
@@ -24,7 +24,9 @@ from ._flags import limit_options, parse_job_options
 
 
 @click.command("batch", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("jobs_file", metavar="FILE")
+@click.argument("args", nargs=-1, metavar="FILE | -- COMMAND [ARG...] ::: VALUES...")
+@click.option("-a", "--arg-file", multiple=True, metavar="FILE",
+              help="An input source: each line of FILE an input (as :::: FILE).")
 @click.option("-j", "--jobs", "max_jobs", type=click.IntRange(min=1), metavar="N",
               help="Run at most N jobs at once (default: the number of CPUs).")
 @click.option("--results", metavar="FILE", help="Append one JSON record per finished job.")
@@ -60,10 +62,14 @@ from ._flags import limit_options, parse_job_options
                    "the job's user could not read).")
 @limit_options
 def batch_command(**flags: Any) -> None:
-    """Run each line of FILE (- for stdin) in its own limited container.
+    """Run each line of FILE (- for stdin) in its own limited container; or, as GNU
+    parallel, COMMAND once for each input: -- COMMAND [ARG...] ::: VALUES... (:::: FILE
+    for a file's lines, -a FILE likewise; several sources: every combination).
 
     A line is [JOB OPTIONS --] COMMAND [ARG...], split like a shell would; job
-    options are run's and override the defaults given here."""
+    options are run's and override the defaults given here. In COMMAND, {} is the
+    input, {N} the Nth source's, {.} {/} {//} {/.} as parallel's, {#} the job's number;
+    without any, the inputs are appended."""
     host = host_facts()
     options = BatchOptions.from_flags(flags, host)
     jobs, skipped = _load_jobs(options, host)
@@ -82,7 +88,12 @@ def batch_command(**flags: Any) -> None:
 def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], int]:
     """The jobs file's jobs, checked, less those --resume skips; and how many it skips."""
     shown = options.jobs_file_shown
-    text = _read_jobs_file(options.jobs_file, shown)
+    if options.inputs is not None:
+        parsed = input_jobs(options.inputs, options.defaults, _input_lines)
+        text = None
+    else:
+        assert options.jobs_file is not None
+        text = _read_jobs_file(options.jobs_file, shown)
     ceiling = None  # a line may not ask for more than the batch's own flags grant...
     if not options.allow_privileged_jobs:  # ...unless this says so
         try:
@@ -91,8 +102,10 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
             raise BatchUsageError(str(exc)) from exc
     # every bad line at once: a line's words and options, then its values
     errors: list[str] = []
-    jobs = check_jobs(parse_jobs(text, shown, defaults=options.defaults,
-                                 parse_options=parse_job_options, errors=errors),
+    if text is not None:
+        parsed = parse_jobs(text, shown, defaults=options.defaults,
+                            parse_options=parse_job_options, errors=errors)
+    jobs = check_jobs(parsed,
                       shown, host, options.policy.admission, ceiling=ceiling,
                       batch_env_files=options.defaults.env_files, errors=errors)
     if errors:
@@ -106,6 +119,13 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
         raise BatchUsageError(f"--results {options.results}: {reason}") from exc
     remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
     return remaining, len(jobs) - len(remaining)
+
+
+def _input_lines(path: str) -> list[str]:
+    """A file input source's lines (:::: FILE, -a FILE; - for stdin), each an input."""
+    text = _read_jobs_file(path, "<stdin>" if path == "-" else path)
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _line_of(error: str, path: str) -> int:

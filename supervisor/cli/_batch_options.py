@@ -12,8 +12,10 @@ from typing import Any
 from .._batch import BatchPolicy
 from .._errors import UsageError
 from .._host import available_memory
+from .._jobs import INPUTS
 from .._options import HostFacts, RunOptions
 from .._schedule import Admission, parse_halt, parse_retry_on
+from .._sources import ARGS, FILES, Inputs, split_sources
 from .._units import parse_interval, parse_size
 from ._flags import run_fields
 from ._output import EXIT_BATCH_USAGE
@@ -27,7 +29,7 @@ class BatchUsageError(UsageError):
 
 @dataclass(frozen=True)
 class BatchOptions:
-    jobs_file: str  # a path, or "-" for stdin
+    jobs_file: str | None  # a path, or "-" for stdin; None: jobs from inputs
     defaults: RunOptions  # run's flags given to batch: each job's, unless its line says
     policy: BatchPolicy
     results: str | None
@@ -40,10 +42,13 @@ class BatchOptions:
     stats_json: str | None
     cgroup_parent: str | None
     allow_privileged_jobs: bool = False  # a line may ask for more than the flags grant
+    inputs: Inputs | None = None  # `-- COMMAND ::: ...`: the jobs come from these
 
     @property
     def jobs_file_shown(self) -> str:
         """The jobs file as errors name it."""
+        if self.jobs_file is None:
+            return INPUTS
         return "<stdin>" if self.jobs_file == "-" else self.jobs_file
 
     @classmethod
@@ -83,12 +88,29 @@ class BatchOptions:
         if tag and logs is not None:
             raise BatchUsageError("--tag relays output to the terminal; with --logs it goes "
                                   "to files: choose one")
+        jobs_file, inputs = _jobs_or_inputs(tuple(flags["args"]), tuple(flags["arg_file"]))
         return cls(
-            jobs_file=flags["jobs_file"], defaults=RunOptions(**run_fields(flags)),
+            jobs_file=jobs_file, inputs=inputs, defaults=RunOptions(**run_fields(flags)),
             policy=policy, results=results, logs=logs, joblog=flags["joblog"],
             resume=flags["resume"], tag=tag, live=live, interval_s=interval_s,
             stats_json=flags["stats_json"], cgroup_parent=flags["cgroup_parent"],
             allow_privileged_jobs=flags.get("allow_privileged_jobs", False))
+
+
+def _jobs_or_inputs(args: tuple[str, ...], arg_files: tuple[str, ...]
+                    ) -> tuple[str | None, Inputs | None]:
+    """`batch FILE` (a jobs file), or `batch [-a FILE] -- COMMAND [ARG...] [::: VALUES |
+    :::: FILE]...` (jobs made from input sources, as GNU parallel)."""
+    if arg_files or ARGS in args or FILES in args:
+        try:
+            return None, split_sources(args, arg_files)
+        except UsageError as exc:
+            raise BatchUsageError(str(exc)) from exc
+    if len(args) == 1:
+        return args[0], None
+    raise BatchUsageError(
+        "a jobs file, or a command and its inputs: supervise batch [OPTIONS] FILE, or "
+        "supervise batch [OPTIONS] -- COMMAND [ARG...] ::: VALUES... (or :::: FILE, -a FILE)")
 
 
 def _size(flag: str, text: str | None) -> int | None:
