@@ -433,11 +433,15 @@ async def test_the_command_holds_only_stdio() -> None:
             while not any(_comm(c) == "sleep" for c in _children(reaper.pid)):
                 await anyio.sleep(0.01)
         reaper_fds = sorted(int(fd) for fd in os.listdir(f"/proc/{reaper.pid}/fd"))
+        # fd 3: its error pipe, write end (how a signal ended the command: InitEnded)
+        fd3 = os.readlink(f"/proc/{reaper.pid}/fd/3")
+        pipe_mode = os.stat(f"/proc/{reaper.pid}/fd/3", follow_symlinks=False).st_mode
         reaper.kill()
         await reaper.wait()
     # 0, 1, 2 and, as fd 3, the listing's own directory fd.
     assert plain == user == init == [0, 1, 2, 3]
-    assert reaper_fds == [0, 1, 2]
+    assert reaper_fds == [0, 1, 2, 3] and fd3.startswith("pipe:")
+    assert pipe_mode & 0o222 and not pipe_mode & 0o444  # opened for writing only
 
 
 ORPHANS = """

@@ -147,9 +147,9 @@ def test_a_full_logs_directory_warns_once_and_the_batch_goes_on(tmp_path: Path) 
         records = [json.loads(line) for line in results.read_text().splitlines()]
         assert len(records) == 13  # every job ran and was recorded
         warnings = [line for line in done.stderr.splitlines() if str(logs) in line]
-        assert len(warnings) == 2, done.stderr  # "is full" once, "cannot be created" once
-        assert any("is full" in w for w in warnings)
-        assert any("No space left on device" in w for w in warnings)
+        # one warning: "is full", or "cannot be created" (out of inodes), whichever first
+        assert len(warnings) == 1, done.stderr
+        assert "is full" in warnings[0] or "No space left on device" in warnings[0]
         assert records[0]["status"] == "ok" and records[0]["stdout_path"]
         # Once no log can be created, jobs run with their output discarded: ok again.
         assert records[-1]["status"] == "ok" and records[-1]["stdout_path"] is None
