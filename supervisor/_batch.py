@@ -19,7 +19,7 @@ import anyio.abc
 
 from ._container import Container
 from ._errors import SuperviseError
-from ._result import Result, Status, classify, iso_utc
+from ._result import HOST, Result, Status, classify, iso_utc
 from ._schedule import FAILED_STATUSES, Admission, HaltPolicy, retry_memory, should_retry
 from ._spec import DEVNULL, ContainerSpec
 from ._supervisor import Supervisor
@@ -215,7 +215,7 @@ def _error_result(job: BatchJob, spec: ContainerSpec, attempt: int, started_at: 
         started_at=iso_utc(started_at), ended_at=iso_utc(now), wall_s=round(now - started_at, 6),
         cpu_user_s=None, cpu_system_s=None, peak_memory_bytes=None,
         memory_limit_bytes=spec.limits.memory_bytes, stdout_path=None, stderr_path=None,
-        error=message, writable=spec.writable_paths(),
+        error=message, writable=spec.writable_paths(), host=HOST,
     )
 
 

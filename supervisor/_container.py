@@ -16,7 +16,14 @@ from nsutil._messages import Exited
 
 from ._control import send
 from ._procfs import catches_signal
-from ._result import Result, classify, cpu_times, exit_code_from_wait_status, iso_utc
+from ._result import (
+    HOST,
+    Result,
+    classify,
+    cpu_times,
+    exit_code_from_wait_status,
+    iso_utc,
+)
 from ._spawner_client import Spawned
 from ._spec import ContainerSpec
 
@@ -239,7 +246,7 @@ class Container:
             peak_memory_bytes=stats.memory_peak_bytes if stats else None,
             memory_limit_bytes=self.spec.limits.memory_bytes,
             stdout_path=None, stderr_path=None, error=error,
-            writable=self.spec.writable_paths(),
+            writable=self.spec.writable_paths(), host=HOST,
         )
 
 

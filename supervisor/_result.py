@@ -37,6 +37,9 @@ class Status(enum.StrEnum):
 STATUSES: Final[tuple[Status, ...]] = tuple(Status)
 
 
+HOST = os.uname().nodename  # what results say in "host"
+
+
 @dataclass(frozen=True)
 class Result:
     """What happened to one job; fields are written in this order by to_json()."""
@@ -62,6 +65,7 @@ class Result:
     error: str | None = None  # supervise's own error message, if any
     #: where it could write (its scratch, read-write volumes...; "/" with --fs host)
     writable: Sequence[str] | None = None
+    host: str | None = None  # the machine it ran on (a shard's, under --shard)
 
     def to_json(self) -> str:
         """One line of JSON, keys in field order; NaN or infinity is a bug and raises ValueError."""
@@ -137,6 +141,7 @@ _FIELD_TYPES: Final[dict[str, tuple[tuple[type, ...], bool]]] = {
     "stderr_path": ((str,), True),
     "error": ((str,), True),
     "writable": ((list,), True),
+    "host": ((str,), True),
 }
 
 

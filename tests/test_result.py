@@ -44,6 +44,7 @@ FIELD_ORDER = [
     "stderr_path",
     "error",
     "writable",
+    "host",
 ]
 
 

@@ -18,6 +18,7 @@ from .._jobs import input_jobs, parse_jobs, read_bounded
 from .._jobs_check import batch_grant, check_jobs
 from .._options import HostFacts
 from .._results_file import read_results, resume_key, succeeded
+from .._shard import select
 from ._batch_options import BatchOptions, BatchUsageError
 from ._batch_runner import BatchRunner
 from ._flags import limit_options, parse_job_options
@@ -33,6 +34,9 @@ from ._flags import limit_options, parse_job_options
 @click.option("--logs", metavar="DIR", help="Write each job's stdout/stderr to DIR/NAME.out/.err.")
 @click.option("--joblog", metavar="FILE", help="GNU parallel's joblog format.")
 @click.option("--resume", is_flag=True, help="Skip jobs already ok in --results FILE.")
+@click.option("--shard", metavar="I/N|slurm|k8s/N",
+              help="Run only shard I of N (job k is shard ((k-1) mod N)+1), for N copies on "
+                   "N machines; slurm: from a job array's task, k8s/N: from an Indexed Job.")
 @click.option("--memory-budget", metavar="SIZE",
               help="Start a job only if the running jobs' memory limits plus its own fit "
                    "(default: MemAvailable at start).")
@@ -110,6 +114,8 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
                       batch_env_files=options.defaults.env_files, errors=errors)
     if errors:
         raise JobsFileError(sorted(errors, key=lambda e: _line_of(e, shown)))
+    if options.shard is not None:  # the whole file checked, this shard's jobs run
+        jobs = select(jobs, [j.seq for j in jobs], options.shard)
     if not options.resume or options.results is None:
         return jobs, 0
     try:

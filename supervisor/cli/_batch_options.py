@@ -15,6 +15,7 @@ from .._host import available_memory
 from .._jobs import INPUTS
 from .._options import HostFacts, RunOptions
 from .._schedule import Admission, parse_halt, parse_retry_on
+from .._shard import Shard, parse_shard
 from .._sources import ARGS, FILES, Inputs, split_sources
 from .._units import parse_interval, parse_size
 from ._flags import run_fields
@@ -43,6 +44,7 @@ class BatchOptions:
     cgroup_parent: str | None
     allow_privileged_jobs: bool = False  # a line may ask for more than the flags grant
     inputs: Inputs | None = None  # `-- COMMAND ::: ...`: the jobs come from these
+    shard: Shard | None = None  # --shard: run only these of the jobs
 
     @property
     def jobs_file_shown(self) -> str:
@@ -89,8 +91,14 @@ class BatchOptions:
             raise BatchUsageError("--tag relays output to the terminal; with --logs it goes "
                                   "to files: choose one")
         jobs_file, inputs = _jobs_or_inputs(tuple(flags["args"]), tuple(flags["arg_file"]))
+        try:
+            shard = (parse_shard(flags["shard"], host.environ)
+                     if flags.get("shard") is not None else None)
+        except UsageError as exc:
+            raise BatchUsageError(str(exc)) from exc
         return cls(
-            jobs_file=jobs_file, inputs=inputs, defaults=RunOptions(**run_fields(flags)),
+            jobs_file=jobs_file, inputs=inputs, shard=shard,
+            defaults=RunOptions(**run_fields(flags)),
             policy=policy, results=results, logs=logs, joblog=flags["joblog"],
             resume=flags["resume"], tag=tag, live=live, interval_s=interval_s,
             stats_json=flags["stats_json"], cgroup_parent=flags["cgroup_parent"],
