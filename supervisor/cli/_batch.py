@@ -19,6 +19,7 @@ from .._jobs_check import batch_grant, check_jobs
 from .._options import HostFacts
 from .._results_file import read_results, resume_key, succeeded
 from .._shard import select
+from .._slurm import check_slurm_options
 from ._batch_options import BatchOptions, BatchUsageError
 from ._batch_runner import BatchRunner
 from ._flags import limit_options, parse_job_options
@@ -64,6 +65,14 @@ from ._flags import limit_options, parse_job_options
               help="Let a jobs-file line ask for more than these flags grant (--privileged, "
                    "--cap-add, --security-opt, --device, --net host, another -u, an --env-file "
                    "the job's user could not read).")
+@click.option("--slurm", is_flag=True,
+              help="Run the batch on Slurm: one job array of --shards tasks, each running "
+                   "its shard on its node; their results merged into --results.")
+@click.option("--shards", type=click.IntRange(min=1), default=4, show_default=True,
+              metavar="N", help="With --slurm: the array's tasks.")
+@click.option("--partition", metavar="P", help="With --slurm: sbatch's --partition.")
+@click.option("--sbatch-arg", multiple=True, metavar="ARG",
+              help="With --slurm: one more argument for sbatch (repeatable).")
 @limit_options
 def batch_command(**flags: Any) -> None:
     """Run each line of FILE (- for stdin) in its own limited container; or, as GNU
@@ -76,7 +85,19 @@ def batch_command(**flags: Any) -> None:
     without any, the inputs are appended."""
     host = host_facts()
     options = BatchOptions.from_flags(flags, host)
+    if flags["slurm"]:
+        try:
+            check_slurm_options(options.results, options.resume)
+        except UsageError as exc:
+            raise BatchUsageError(str(exc)) from exc
+        if options.shard is not None:
+            raise BatchUsageError("--slurm makes the shards: not with --shard")
     jobs, skipped = _load_jobs(options, host)
+    if flags["slurm"]:  # the whole file checked here; the shards run it on the nodes
+        from ._slurm import run_on_slurm
+
+        sys.exit(run_on_slurm(options, jobs, flags["shards"], flags["partition"],
+                              flags["sbatch_arg"], flags["memory_budget"] is not None))
     require_root()
     require_seccomp(job.spec for job in jobs)
     if options.logs is not None:

@@ -1,0 +1,121 @@
+"""`supervise batch FILE --slurm`: submit the batch as a Slurm job array of shards, wait for
+it, merge what the shards recorded (see supervisor/_slurm.py for the decisions)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from .._batch import BatchJob
+from .._errors import SuperviseError
+from .._result import Result, Status
+from .._results_file import LineWriter, read_results
+from .._slurm import SHARD_RESULTS, merge, parse_task_states, sbatch_argv, shard_argv
+from .._summary import JOBLOG_HEADER, format_summary, joblog_line, summarize
+from ._batch_options import BatchOptions, BatchUsageError
+from ._output import EXIT_SUPERVISE_FAILED, say
+
+_TASK = "\0TASK\0"  # where the shell puts $SLURM_ARRAY_TASK_ID
+POLL_S = 0.5
+
+
+def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], shards: int,
+                 partition: str | None, sbatch_args: Sequence[str],
+                 memory_budget_given: bool) -> int:
+    """Submit, wait, merge; the batch's exit status."""
+    assert options.results is not None
+    results_dir = f"{options.results}.shards"
+    os.makedirs(results_dir, exist_ok=True)
+    for old in glob.glob(os.path.join(results_dir, "*")):
+        os.unlink(old)
+    argv = sys.argv[sys.argv.index("batch") + 1:]
+    command = shard_argv(argv, sys.executable, results_dir)
+    where = command.index("--results") + 1
+    command[where] = command[where].replace("$SLURM_ARRAY_TASK_ID", _TASK)
+    wrapped = " ".join(shlex.quote(w) for w in command).replace(_TASK, "'\"$SLURM_ARRAY_TASK_ID\"'")
+    budget = options.policy.admission.memory_budget if memory_budget_given else None
+    submit = sbatch_argv(shards, options.policy.admission.max_jobs,
+                         None if budget is None else max(1, budget >> 20), results_dir,
+                         partition, sbatch_args, wrapped)
+    try:
+        done = subprocess.run(submit, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise SuperviseError(f"--slurm: sbatch: {exc.strerror} (is Slurm installed?)") from exc
+    if done.returncode != 0:
+        raise SuperviseError(f"--slurm: sbatch: {done.stderr.strip() or done.returncode}")
+    job_id = done.stdout.strip().split(";")[0]
+    say(f"slurm: job array {job_id}, {shards} shards of {len(jobs)} jobs")
+    started = time.monotonic()
+    interrupted = False
+    try:
+        _wait(job_id)
+    except KeyboardInterrupt:
+        interrupted = True
+        say(f"stopping: cancelling job array {job_id}")
+        subprocess.run(["scancel", job_id], check=False)
+        _wait(job_id)
+    states = parse_task_states(subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
+        check=False).stdout)
+    recorded: dict[int, Result] = {}
+    for path in glob.glob(os.path.join(results_dir, SHARD_RESULTS.format("*"))):
+        for result in read_results(path):
+            if result.line is not None:
+                recorded[result.line] = result
+    merged = merge([(j.seq, j.spec.line or j.seq, j.name, j.spec.argv) for j in jobs],
+                   shards, recorded, states, time.time())
+    if interrupted:
+        merged = [r if r.line in recorded else _cancelled(r) for r in merged]
+    return _record(options, merged, time.monotonic() - started, interrupted)
+
+
+def _wait(job_id: str) -> None:
+    while True:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"],
+                                capture_output=True, text=True, check=False)
+        if queued.returncode != 0 or not queued.stdout.strip():
+            return
+        time.sleep(POLL_S)
+
+
+def _cancelled(result: Result) -> Result:
+    import dataclasses
+
+    return dataclasses.replace(result, status=Status.CANCELLED,
+                               error="cancelled: the job array was cancelled")
+
+
+def _record(options: BatchOptions, merged: list[Result], wall: float, interrupted: bool) -> int:
+    lost = 0
+    for path, line_of, header in ((options.results, lambda r, n: r.to_json(), None),
+                                  (options.joblog, lambda r, n: joblog_line(n, r),
+                                   JOBLOG_HEADER)):
+        if path is None:
+            continue
+        try:
+            writer = LineWriter(path, header=header)
+        except OSError as exc:
+            raise BatchUsageError(f"{path}: {exc.strerror}") from exc
+        for n, result in enumerate(merged, start=1):
+            writer.write(line_of(result, n))
+        writer.close()
+        if writer.lost:
+            say(f"{writer.lost} of {len(merged)} records were not written to {path} "
+                f"({writer.error})")
+            lost += writer.lost
+    for result in merged:
+        if result.status is Status.ERROR and result.error:
+            say(f"{result.name}: {result.error}")
+    summary = summarize(merged)
+    for line in format_summary(summary, wall):
+        say(line)
+    if lost:
+        return EXIT_SUPERVISE_FAILED
+    if interrupted:
+        return 130
+    return 0 if summary.all_ok else 1

@@ -1,0 +1,137 @@
+"""`batch --slurm` on a real one-host Slurm (../shared/slurm-one-host: munge, slurmctld,
+slurmd, started for this module and stopped after it; the packages installed with
+apt-get when they are missing): the same statuses as a local batch, merged in the
+file's order; a shard Slurm ends leaves its jobs not `ok`, each job still once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor._slurm import merge, parse_task_states, shard_argv
+
+from .containers import PYTHON
+
+ROOT = Path(__file__).resolve().parent.parent
+# (as scripts/test finds the cgroup-v2 VM: ../shared beside the checkout)
+ONE_HOST = Path(os.environ.get("SUPERVISE_SLURM_ONE_HOST")
+                or ROOT.parent / "shared" / "slurm-one-host")
+PACKAGES = ["slurm-wlm", "slurmctld", "slurmd", "slurm-client", "munge"]
+
+
+def test_shard_argv_keeps_the_batch_and_drops_the_coordinators_options() -> None:
+    argv = ["jobs.txt", "--slurm", "--shards", "4", "-j", "8", "--results=r.jsonl",
+            "--joblog", "jl", "-m", "64m", "--sbatch-arg", "--time=5", "--no-live"]
+    assert shard_argv(argv, "/py", "/d") == [
+        "/py", "-m", "supervisor", "batch", "--no-live", "--shard", "slurm", "--results",
+        "/d/shard-$SLURM_ARRAY_TASK_ID.jsonl", "jobs.txt", "-j", "8", "-m", "64m"]
+    # after --, the command's own words are its own, whatever they look like
+    assert shard_argv(["--slurm", "--", "echo", "--results", ":::", "a"], "/py", "/d")[-5:] == [
+        "--", "echo", "--results", ":::", "a"]
+
+
+def test_parse_task_states_and_merge() -> None:
+    states = parse_task_states(
+        "JobId=12 ArrayJobId=10 ArrayTaskId=2 JobName=supervise JobState=NODE_FAIL Reason=x\n"
+        "JobId=10 ArrayJobId=10 ArrayTaskId=0 JobName=supervise JobState=COMPLETED\n")
+    assert states == {2: "NODE_FAIL", 0: "COMPLETED"}
+    merged = merge([(1, 2, "job-2", ["true"]), (3, 5, "job-5", ["false"])], 3, {}, states,
+                   time.time())
+    assert [(r.line, r.status) for r in merged] == [(2, "error"), (5, "error")]
+    assert "array task 2) ended NODE_FAIL" in (merged[1].error or "")
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[dict[str, str]]:
+    if os.geteuid() != 0 or not ONE_HOST.is_dir():
+        pytest.skip("needs root and ../shared/slurm-one-host")
+    if shutil.which("sbatch") is None or shutil.which("slurmctld") is None:
+        install = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, env=env)
+            if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+                pytest.skip("Slurm could not be installed")
+    # (munged wants every directory above its socket open to all: not pytest's tmp)
+    directory = Path(tempfile.mkdtemp(prefix="supervise-slurm-"))
+    directory.chmod(0o755)
+    env = {**os.environ, "SLURMTEST_DIR": str(directory), "SLURMTEST_CPUS": "8"}
+    up = subprocess.run(["bash", str(ONE_HOST / "slurm-up.sh")], capture_output=True,
+                        text=True, env=env)
+    env["SLURM_CONF"] = str(directory / "etc" / "slurm.conf")
+    try:
+        assert up.returncode == 0, up.stderr
+        yield env
+    finally:
+        subprocess.run(["bash", str(ONE_HOST / "slurm-down.sh")], capture_output=True,
+                       env=env)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+MIXED = ("true\nfalse\nsh -c 'exit 3'\n-m 8m -- python3 -c 'x = bytearray(100 << 20)'\n"
+         "--timeout 1s -- sleep 5\necho hi\n" * 3)
+
+
+def _batch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "supervisor", "batch", "--no-live", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("root_only")
+def test_a_batch_on_slurm_gives_what_a_local_batch_gives(slurm: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(MIXED)
+    local, sharded = tmp_path / "local.jsonl", tmp_path / "slurm.jsonl"
+    _batch(slurm, str(jobs), "-j", "4", "--results", str(local))
+    done = _batch(slurm, str(jobs), "-j", "2", "--slurm", "--shards", "3", "--results",
+                  str(sharded), "--joblog", str(tmp_path / "joblog"))
+    assert done.returncode == 1, done.stderr
+    here = {r["line"]: (r["status"], r["exit_code"]) for r in _rows(local)}
+    there = _rows(sharded)
+    assert [r["line"] for r in there] == sorted(here)  # merged in the file's order
+    assert {r["line"]: (r["status"], r["exit_code"]) for r in there} == here
+    seqs = [line.split("\t")[0] for line in (tmp_path / "joblog").read_text().splitlines()[1:]]
+    assert seqs == [str(n) for n in range(1, 19)]
+    assert "18 jobs: 6 ok, 6 failed, 3 oom, 3 timeout" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("root_only")
+def test_a_shard_slurm_ends_leaves_its_jobs_not_ok(slurm: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sleep 3\n" * 6)
+    results = tmp_path / "r.jsonl"
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs),
+                             "-j", "3", "--slurm", "--shards", "2", "--results", str(results)],
+                            stderr=subprocess.PIPE, text=True, env=slurm, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    task = ""
+    while not task.endswith("_1") and time.monotonic() < deadline:
+        listed = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
+                                capture_output=True, text=True, env=slurm).stdout.split()
+        task = next((t for t in listed if t.endswith("_1")), "")
+        time.sleep(0.2)
+    time.sleep(1)
+    subprocess.run(["scancel", "--signal=KILL", "--full", task], env=slurm, check=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    rows = _rows(results)
+    assert sorted(r["line"] for r in rows) == [1, 2, 3, 4, 5, 6]  # each job once
+    by_line = {r["line"]: r["status"] for r in rows}
+    assert all(by_line[line] == "ok" for line in (1, 3, 5))  # shard 1's
+    assert all(by_line[line] in ("error", "cancelled", "signaled") for line in (2, 4, 6))
