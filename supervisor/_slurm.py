@@ -19,15 +19,17 @@ __all__ = ["merge", "parse_task_states", "sbatch_argv", "shard_argv"]
 _COORDINATOR_ONLY = {
     "--slurm": False, "--shards": True, "--partition": True, "--sbatch-arg": True,
     "--results": True, "--joblog": True, "--live": False, "--no-live": False,
-    "--stats-json": True, "--shard": True,
+    "--stats-json": True, "--shard": True, "--resume": False, "--resume-from": True,
 }
 SHARD_RESULTS = "shard-{}.jsonl"  # in the shards' directory, by array task id
 
 
-def shard_argv(argv: Sequence[str], python: str, results_dir: str) -> list[str]:
+def shard_argv(argv: Sequence[str], python: str, results_dir: str,
+               resume_from: str | None = None) -> list[str]:
     """The command each array task runs: this batch's own command line (argv: what
     came after `batch`) less the coordinator's options, with --shard slurm and a
-    results file of its own (named by $SLURM_ARRAY_TASK_ID: the shell expands it)."""
+    results file of its own (named by $SLURM_ARRAY_TASK_ID: the shell expands it);
+    resuming, --resume-from the batch's results (the shards skip what is ok there)."""
     kept: list[str] = []
     skip = False
     rest = False
@@ -50,6 +52,8 @@ def shard_argv(argv: Sequence[str], python: str, results_dir: str) -> list[str]:
     where = os.path.join(results_dir, SHARD_RESULTS.format("$SLURM_ARRAY_TASK_ID"))
     head = [python, "-m", "supervisor", "batch", "--no-live", "--shard", "slurm",
             "--results", where]
+    if resume_from is not None:
+        head += ["--resume-from", resume_from]
     return [*head, *kept]
 
 
@@ -80,8 +84,9 @@ def parse_task_states(scontrol: str) -> dict[int, str]:
 def merge(jobs: Sequence[tuple[int, int, str, Sequence[str]]], shards: int,
           recorded: Mapping[int, Result], states: Mapping[int, str], now: float
           ) -> list[Result]:
-    """The batch's results in the file's order: jobs are (seq, line, name, argv); what
-    a shard recorded (by line) stands; a job its shard did not record is `error`, with
+    """The batch's results in the file's order: jobs are (place, line, name, argv),
+    place among the jobs the array ran (from 1: how the shards split them); what a
+    shard recorded (by line) stands; a job its shard did not record is `error`, with
     the shard's Slurm state (a shard killed, timed out, or out of memory)."""
     merged: list[Result] = []
     for seq, line, name, argv in jobs:
@@ -105,10 +110,7 @@ def _lost(name: str, line: int, argv: Sequence[str], message: str, now: float) -
                   stderr_path=None, error=message)
 
 
-def check_slurm_options(results: str | None, resume: bool) -> None:
+def check_slurm_options(results: str | None) -> None:
     if results is None:
         raise UsageError("--slurm needs --results FILE, on a file system the nodes share "
                          "(the shards write theirs beside it)")
-    if resume:
-        raise UsageError("--resume with --slurm is not supported yet: resume locally, or "
-                         "give the remaining jobs their own file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,10 @@ def test_shard_argv_keeps_the_batch_and_drops_the_coordinators_options() -> None
     assert shard_argv(argv, "/py", "/d") == [
         "/py", "-m", "supervisor", "batch", "--no-live", "--shard", "slurm", "--results",
         "/d/shard-$SLURM_ARRAY_TASK_ID.jsonl", "jobs.txt", "-j", "8", "-m", "64m"]
+    # resuming: the shards skip what the batch's results say is ok
+    assert shard_argv(["jobs.txt", "--resume", "--results", "r"], "/py", "/d", "r")[4:11] == [
+        "--no-live", "--shard", "slurm", "--results", "/d/shard-$SLURM_ARRAY_TASK_ID.jsonl",
+        "--resume-from", "r"]
     # after --, the command's own words are its own, whatever they look like
     assert shard_argv(["--slurm", "--", "echo", "--results", ":::", "a"], "/py", "/d")[-5:] == [
         "--", "echo", "--results", ":::", "a"]
@@ -135,3 +140,37 @@ def test_a_shard_slurm_ends_leaves_its_jobs_not_ok(slurm: dict[str, str],
     by_line = {r["line"]: r["status"] for r in rows}
     assert all(by_line[line] == "ok" for line in (1, 3, 5))  # shard 1's
     assert all(by_line[line] in ("error", "cancelled", "signaled") for line in (2, 4, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("root_only")
+def test_resume_on_slurm_runs_what_is_not_ok_and_ctrl_c_cancels(slurm: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    """Ctrl-C: the array is cancelled (nothing left queued), what did not run is
+    `cancelled`, exit 130. --resume: a new array runs exactly what is not ok."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("true\n" + "sleep 2\n" * 5 + "true\n")
+    results = tmp_path / "r.jsonl"
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs),
+                             "-j", "1", "--slurm", "--shards", "2", "--results", str(results)],
+                            stderr=subprocess.PIPE, text=True, env=slurm, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
+            env=slurm).stdout.strip():
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                              env=slurm).stdout.strip()  # nothing queued or running
+    first = {r["line"]: r["status"] for r in _rows(results)}
+    assert sorted(first) == list(range(1, 8)) and "cancelled" in first.values()
+    done = _batch(slurm, str(jobs), "-j", "2", "--slurm", "--shards", "2", "--resume",
+                  "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    rerun = _rows(results)[7:]  # appended, as a local --resume appends
+    assert sorted(r["line"] for r in rerun) == sorted(
+        line for line, status in first.items() if status != "ok")
+    assert all(r["status"] == "ok" for r in rerun)

@@ -35,6 +35,8 @@ from ._flags import limit_options, parse_job_options
 @click.option("--logs", metavar="DIR", help="Write each job's stdout/stderr to DIR/NAME.out/.err.")
 @click.option("--joblog", metavar="FILE", help="GNU parallel's joblog format.")
 @click.option("--resume", is_flag=True, help="Skip jobs already ok in --results FILE.")
+@click.option("--resume-from", metavar="FILE", hidden=True,
+              help="(--slurm's shards) Skip the jobs already ok in FILE.")
 @click.option("--shard", metavar="I/N|slurm|k8s/N",
               help="Run only shard I of N (job k is shard ((k-1) mod N)+1), for N copies on "
                    "N machines; slurm: from a job array's task, k8s/N: from an Indexed Job.")
@@ -87,7 +89,7 @@ def batch_command(**flags: Any) -> None:
     options = BatchOptions.from_flags(flags, host)
     if flags["slurm"]:
         try:
-            check_slurm_options(options.results, options.resume)
+            check_slurm_options(options.results)
         except UsageError as exc:
             raise BatchUsageError(str(exc)) from exc
         if options.shard is not None:
@@ -96,7 +98,7 @@ def batch_command(**flags: Any) -> None:
     if flags["slurm"]:  # the whole file checked here; the shards run it on the nodes
         from ._slurm import run_on_slurm
 
-        sys.exit(run_on_slurm(options, jobs, flags["shards"], flags["partition"],
+        sys.exit(run_on_slurm(options, jobs, skipped, flags["shards"], flags["partition"],
                               flags["sbatch_arg"], flags["memory_budget"] is not None))
     require_root()
     require_seccomp(job.spec for job in jobs)
@@ -135,17 +137,22 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
                       batch_env_files=options.defaults.env_files, errors=errors)
     if errors:
         raise JobsFileError(sorted(errors, key=lambda e: _line_of(e, shown)))
+    # What is already ok is skipped (--resume: in --results; a --slurm shard of a
+    # resumed batch: in the batch's, --resume-from); the shard is then taken from what
+    # remains, by place, as the coordinator counts it.
+    skip_from = options.resume_from or (options.results if options.resume else None)
+    skipped = 0
+    if skip_from is not None:
+        try:
+            done = succeeded(read_results(skip_from))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 JSON Lines"
+            raise BatchUsageError(f"--results {skip_from}: {reason}") from exc
+        remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
+        skipped, jobs = len(jobs) - len(remaining), remaining
     if options.shard is not None:  # the whole file checked, this shard's jobs run
-        jobs = select(jobs, [j.seq for j in jobs], options.shard)
-    if not options.resume or options.results is None:
-        return jobs, 0
-    try:
-        done = succeeded(read_results(options.results))
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 JSON Lines"
-        raise BatchUsageError(f"--results {options.results}: {reason}") from exc
-    remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
-    return remaining, len(jobs) - len(remaining)
+        jobs = select(jobs, range(1, len(jobs) + 1), options.shard)
+    return jobs, skipped
 
 
 def _input_lines(path: str) -> list[str]:

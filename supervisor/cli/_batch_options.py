@@ -45,6 +45,7 @@ class BatchOptions:
     allow_privileged_jobs: bool = False  # a line may ask for more than the flags grant
     inputs: Inputs | None = None  # `-- COMMAND ::: ...`: the jobs come from these
     shard: Shard | None = None  # --shard: run only these of the jobs
+    resume_from: str | None = None  # a --slurm shard of a resumed batch: skip these
 
     @property
     def jobs_file_shown(self) -> str:
@@ -98,6 +99,7 @@ class BatchOptions:
             raise BatchUsageError(str(exc)) from exc
         return cls(
             jobs_file=jobs_file, inputs=inputs, shard=shard,
+            resume_from=flags.get("resume_from"),
             defaults=RunOptions(**run_fields(flags)),
             policy=policy, results=results, logs=logs, joblog=flags["joblog"],
             resume=flags["resume"], tag=tag, live=live, interval_s=interval_s,

@@ -24,17 +24,22 @@ _TASK = "\0TASK\0"  # where the shell puts $SLURM_ARRAY_TASK_ID
 POLL_S = 0.5
 
 
-def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], shards: int,
+def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, shards: int,
                  partition: str | None, sbatch_args: Sequence[str],
                  memory_budget_given: bool) -> int:
-    """Submit, wait, merge; the batch's exit status."""
+    """Submit, wait, merge; the batch's exit status. jobs: those to run (resuming:
+    what is not ok in --results, which the shards skip too; skipped of them)."""
+    if not jobs:
+        say(f"{skipped} jobs skipped: already ok in {options.results}")
+        return 0
     assert options.results is not None
     results_dir = f"{options.results}.shards"
     os.makedirs(results_dir, exist_ok=True)
     for old in glob.glob(os.path.join(results_dir, "*")):
         os.unlink(old)
     argv = sys.argv[sys.argv.index("batch") + 1:]
-    command = shard_argv(argv, sys.executable, results_dir)
+    command = shard_argv(argv, sys.executable, results_dir,
+                         options.results if options.resume else None)
     where = command.index("--results") + 1
     command[where] = command[where].replace("$SLURM_ARRAY_TASK_ID", _TASK)
     wrapped = " ".join(shlex.quote(w) for w in command).replace(_TASK, "'\"$SLURM_ARRAY_TASK_ID\"'")
@@ -67,11 +72,15 @@ def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], shards: int,
         for result in read_results(path):
             if result.line is not None:
                 recorded[result.line] = result
-    merged = merge([(j.seq, j.spec.line or j.seq, j.name, j.spec.argv) for j in jobs],
+    merged = merge([(place, j.spec.line or j.seq, j.name, j.spec.argv)
+                    for place, j in enumerate(jobs, start=1)],
                    shards, recorded, states, time.time())
     if interrupted:
         merged = [r if r.line in recorded else _cancelled(r) for r in merged]
-    return _record(options, merged, time.monotonic() - started, interrupted)
+    if skipped:
+        say(f"{skipped} jobs skipped: already ok in {options.results}")
+    return _record(options, merged, [j.seq for j in jobs], time.monotonic() - started,
+                   interrupted)
 
 
 def _wait(job_id: str) -> None:
@@ -90,18 +99,19 @@ def _cancelled(result: Result) -> Result:
                                error="cancelled: the job array was cancelled")
 
 
-def _record(options: BatchOptions, merged: list[Result], wall: float, interrupted: bool) -> int:
+def _record(options: BatchOptions, merged: list[Result], seqs: list[int], wall: float,
+            interrupted: bool) -> int:
     lost = 0
     for path, line_of, header in ((options.results, lambda r, n: r.to_json(), None),
                                   (options.joblog, lambda r, n: joblog_line(n, r),
-                                   JOBLOG_HEADER)):
+                                   JOBLOG_HEADER)):  # (n: the job's Seq, its place in the file)
         if path is None:
             continue
         try:
             writer = LineWriter(path, header=header)
         except OSError as exc:
             raise BatchUsageError(f"{path}: {exc.strerror}") from exc
-        for n, result in enumerate(merged, start=1):
+        for n, result in zip(seqs, merged, strict=True):
             writer.write(line_of(result, n))
         writer.close()
         if writer.lost:
