@@ -81,8 +81,11 @@ def slurm() -> Iterator[dict[str, str]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-MIXED = ("true\nfalse\nsh -c 'exit 3'\n-m 8m -- python3 -c 'x = bytearray(100 << 20)'\n"
-         "--timeout 1s -- sleep 5\necho hi\n" * 3)
+# 200 jobs: ok, failing, OOM and timeout mixed (the done-when)
+MIXED = "".join(["true\n", "false\n", "sh -c 'exit 3'\n",
+                 "-m 8m -- python3 -c 'x = bytearray(100 << 20)'\n",
+                 "--timeout 0.5s -- sleep 5\n", "echo hi\n", "true\n", "true\n"][n % 8]
+                for n in range(200))
 
 
 def _batch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -102,16 +105,16 @@ def test_a_batch_on_slurm_gives_what_a_local_batch_gives(slurm: dict[str, str],
     jobs.write_text(MIXED)
     local, sharded = tmp_path / "local.jsonl", tmp_path / "slurm.jsonl"
     _batch(slurm, str(jobs), "-j", "4", "--results", str(local))
-    done = _batch(slurm, str(jobs), "-j", "2", "--slurm", "--shards", "3", "--results",
+    done = _batch(slurm, str(jobs), "-j", "2", "--slurm", "--shards", "4", "--results",
                   str(sharded), "--joblog", str(tmp_path / "joblog"))
     assert done.returncode == 1, done.stderr
     here = {r["line"]: (r["status"], r["exit_code"]) for r in _rows(local)}
     there = _rows(sharded)
-    assert [r["line"] for r in there] == sorted(here)  # merged in the file's order
+    assert len(here) == 200 and [r["line"] for r in there] == sorted(here)  # file order
     assert {r["line"]: (r["status"], r["exit_code"]) for r in there} == here
     seqs = [line.split("\t")[0] for line in (tmp_path / "joblog").read_text().splitlines()[1:]]
-    assert seqs == [str(n) for n in range(1, 19)]
-    assert "18 jobs: 6 ok, 6 failed, 3 oom, 3 timeout" in done.stderr
+    assert seqs == [str(n) for n in range(1, 201)]
+    assert "200 jobs: 100 ok, 50 failed, 25 oom, 25 timeout" in done.stderr
 
 
 @pytest.mark.slow
