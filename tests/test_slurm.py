@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor._slurm import merge, parse_task_states, shard_argv
+from supervisor._slurm import merge, parse_task_states, progress_line, shard_argv
 
 from .containers import PYTHON
 
@@ -41,6 +41,11 @@ def test_shard_argv_keeps_the_batch_and_drops_the_coordinators_options() -> None
     # after --, the command's own words are its own, whatever they look like
     assert shard_argv(["--slurm", "--", "echo", "--results", ":::", "a"], "/py", "/d")[-5:] == [
         "--", "echo", "--results", ":::", "a"]
+
+
+def test_progress_line() -> None:
+    assert progress_line("12", ["RUNNING", "PENDING", "RUNNING"], 57, 200) == (
+        "slurm: array 12: tasks 1 pending, 2 running; 57/200 jobs recorded")
 
 
 def test_parse_task_states_and_merge() -> None:
@@ -115,6 +120,7 @@ def test_a_batch_on_slurm_gives_what_a_local_batch_gives(slurm: dict[str, str],
     seqs = [line.split("\t")[0] for line in (tmp_path / "joblog").read_text().splitlines()[1:]]
     assert seqs == [str(n) for n in range(1, 201)]
     assert "200 jobs: 100 ok, 50 failed, 25 oom, 25 timeout" in done.stderr
+    assert "/200 jobs recorded" in done.stderr  # the progress while the array ran
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ it, merge what the shards recorded (see supervisor/_slurm.py for the decisions).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shlex
@@ -15,13 +16,21 @@ from .._batch import BatchJob
 from .._errors import SuperviseError
 from .._result import Result, Status
 from .._results_file import LineWriter, read_results
-from .._slurm import SHARD_RESULTS, merge, parse_task_states, sbatch_argv, shard_argv
+from .._slurm import (
+    SHARD_RESULTS,
+    merge,
+    parse_task_states,
+    progress_line,
+    sbatch_argv,
+    shard_argv,
+)
 from .._summary import JOBLOG_HEADER, format_summary, joblog_line, summarize
 from ._batch_options import BatchOptions, BatchUsageError
 from ._output import EXIT_SUPERVISE_FAILED, say
 
 _TASK = "\0TASK\0"  # where the shell puts $SLURM_ARRAY_TASK_ID
 POLL_S = 0.5
+PROGRESS_S = 5.0
 
 
 def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, shards: int,
@@ -58,7 +67,7 @@ def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, 
     started = time.monotonic()
     interrupted = False
     try:
-        _wait(job_id)
+        _wait(job_id, results_dir, len(jobs))
     except KeyboardInterrupt:
         interrupted = True
         say(f"stopping: cancelling job array {job_id}")
@@ -83,13 +92,31 @@ def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, 
                    interrupted)
 
 
-def _wait(job_id: str) -> None:
+def _wait(job_id: str, results_dir: str = "", total: int = 0) -> None:
+    """Until no task of the array is queued or running; meanwhile, when it changes (at
+    most every PROGRESS_S), a line with the tasks' states and the jobs recorded (the
+    lines of the growing shard result files)."""
+    said, last = "", 0.0
     while True:
         queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"],
                                 capture_output=True, text=True, check=False)
-        if queued.returncode != 0 or not queued.stdout.strip():
+        states = queued.stdout.split()
+        if queued.returncode != 0 or not states:
             return
+        if results_dir and time.monotonic() - last >= PROGRESS_S:
+            line = progress_line(job_id, states, _recorded(results_dir), total)
+            if line != said:
+                say(line)
+                said, last = line, time.monotonic()
         time.sleep(POLL_S)
+
+
+def _recorded(results_dir: str) -> int:
+    count = 0
+    for path in glob.glob(os.path.join(results_dir, SHARD_RESULTS.format("*"))):
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            count += f.read().count(b"\n")
+    return count
 
 
 def _cancelled(result: Result) -> Result:
