@@ -5,7 +5,7 @@ this file with the project's interpreter, .venv/bin/python; never use the
 `python3` on PATH: on these machines it is a pyenv shim, a bash script):
 
     scripts/bench [--jobs N] [--rounds R] [--runs N] [--scale N | --big]
-                  [--skip SECTION]... [--quick] [--json]
+                  [--skip SECTION]... [--quick] [--json] [--slurm [--slurm-jobs N]]
     .venv/bin/python scripts/_bench.py ...      (the same)
 
 Everything is measured in one run on this machine, side by side, and printed as
@@ -38,6 +38,11 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
             run; the supervisor's and the spawner's resident memory and its
             growth per container; that no interpreter is resident per container;
             supervisor CPU while idle with the sampler on (--stats-json, 1 s).
+  slurm     (only with --slurm) N x true (1000) locally at -j 8, over Slurm with
+            --slurm --shards 4 -j 2, Slurm's fixed cost (a 4-task array), and a
+            plain array of one task per job (100 tasks, extrapolated to N), on a
+            throw-away one-host Slurm (scripts/_bench_slurm.py; installed with
+            apt-get if missing).
   accuracy  a busy loop under --cpus 0.5 (CPU share over 5 s, from the
             container's cgroup); a job allocating 50, 100, 150 MiB in steps
             under -m 512m (the reported peak against what was allocated, raw
@@ -73,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import _bench_containment
+import _bench_slurm
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -427,6 +433,31 @@ def bench_batch(rep: Report, tmp: Path, jobs: int, rounds: int, have: dict[str, 
 
 
 # -- 2. one container ------------------------------------------------------------------------
+
+
+def bench_slurm(rep: Report, jobs: int) -> None:
+    """Issue 14: a batch of short jobs over 4 Slurm shards against the same batch run
+    here and against a plain array of one task per job (scripts/_bench_slurm.py)."""
+    sec = "slurm"
+    try:
+        m = _bench_slurm.measure(jobs, sys.executable, say)
+    except (_bench_slurm.SlurmBenchError, subprocess.SubprocessError, OSError) as exc:
+        raise BenchError(f"slurm: {exc}") from exc
+    for name, value in m.items():
+        rep.metric(sec, name, value)
+    plain_n = m["plain_s"] * jobs / m["plain_tasks"]
+    bound = m["local_s"] + m["fixed_s"]
+    r_local = ratio(m["sharded_s"], bound)
+    r_plain = ratio(plain_n, m["sharded_s"])
+    rep.add(Row(sec, f"supervise batch -j 8 ({jobs} x true), here", m["local_s"], "s"))
+    rep.add(Row(sec, "Slurm's fixed cost: a 4-task array of true, submit to done",
+                m["fixed_s"], "s"))
+    rep.add(Row(sec, "  the same batch, --slurm --shards 4 -j 2", m["sharded_s"], "s",
+                r_local, "sharded / (here + fixed)", "<= 1.2x", at_most(r_local, 1.2)))
+    rep.add(Row(sec, f"a plain array, one task per job ({m['plain_tasks']} x true)",
+                m["plain_s"], "s"))
+    rep.add(Row(sec, f"  the same, {jobs} tasks (extrapolated)", plain_n, "s", r_plain,
+                "plain / sharded", ">= 5x", at_least(r_plain, 5.0)))
 
 
 def bench_single(rep: Report, runs: int, have: dict[str, bool]) -> None:
@@ -797,7 +828,7 @@ def fmt(value: float | None) -> str:
 def table(rep: Report) -> str:
     head = ("", "value", "unit", "ratio", "target", "meets")
     lines: list[tuple[str, ...]] = []
-    for section in SECTIONS:
+    for section in (*SECTIONS, "slurm"):
         rows = [r for r in rep.rows if r.section == section]
         if not rows:
             continue
@@ -843,6 +874,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="tiny sizes for a smoke test: 20 jobs, 1 round, 3 runs, scale 5, "
                         "1 s windows")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--slurm", action="store_true",
+                   help="also the slurm section: a batch over Slurm shards against local "
+                        "and a plain array (installs and starts a one-host Slurm)")
+    p.add_argument("--slurm-jobs", type=int, default=1000, metavar="N",
+                   help="slurm: jobs in the batch (default 1000)")
     args = p.parse_args(argv)
     if args.quick:
         args.jobs, args.rounds, args.runs, args.scale = 20, 1, 3, 5
@@ -873,6 +909,8 @@ def main(argv: Sequence[str]) -> int:
         print("scripts/bench: needs unshare (util-linux)", file=sys.stderr)
         return 2
     sections = [s for s in SECTIONS if s not in args.skip]
+    if args.slurm:
+        sections.append("slurm")
     have = ensure_tools() if {"batch", "single"} & set(sections) else \
         {"bwrap": False, "parallel": False}
     rep = Report(machine_info(), {
@@ -893,6 +931,8 @@ def main(argv: Sequence[str]) -> int:
                         bench_single(rep, args.runs, have)
                     elif section == "scale":
                         bench_scale(rep, tmp, args.scale, args.idle_window)
+                    elif section == "slurm":
+                        bench_slurm(rep, 20 if args.quick else args.slurm_jobs)
                     else:
                         bench_accuracy(rep, tmp, args.window)
                 except (BenchError, subprocess.TimeoutExpired) as exc:

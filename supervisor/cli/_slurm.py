@@ -29,7 +29,7 @@ from ._batch_options import BatchOptions, BatchUsageError
 from ._output import EXIT_SUPERVISE_FAILED, say
 
 _TASK = "\0TASK\0"  # where the shell puts $SLURM_ARRAY_TASK_ID
-POLL_S = 0.5
+POLL_S = 0.1  # (squeue is cheap; the end of the array is seen this soon)
 PROGRESS_S = 5.0
 
 
