@@ -70,14 +70,17 @@ def sbatch_argv(shards: int, cpus: int, memory_mb: int | None, log_dir: str,
     return [*argv, *extra, f"--wrap={wrapped}"]
 
 
-def progress_line(job_id: str, task_states: Sequence[str], recorded: int, total: int) -> str:
-    """What the coordinator says while the array runs: its tasks by Slurm state, and
-    the jobs the shards have recorded so far."""
+def progress_line(job_id: str, task_states: Sequence[str], recorded: Mapping[int, int],
+                  total: int) -> str:
+    """What the coordinator says while the array runs: its tasks by Slurm state, the
+    jobs the shards have recorded so far, and how many each (by array task)."""
     counts: dict[str, int] = {}
     for state in task_states:
         counts[state.lower()] = counts.get(state.lower(), 0) + 1
     tasks = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "done"
-    return f"slurm: array {job_id}: tasks {tasks}; {recorded}/{total} jobs recorded"
+    each = ", ".join(f"{task}: {n}" for task, n in sorted(recorded.items()))
+    return (f"slurm: array {job_id}: tasks {tasks}; {sum(recorded.values())}/{total} jobs "
+            f"recorded" + (f" (by task {each})" if each else ""))
 
 
 def parse_task_states(scontrol: str) -> dict[int, str]:

@@ -44,8 +44,11 @@ def test_shard_argv_keeps_the_batch_and_drops_the_coordinators_options() -> None
 
 
 def test_progress_line() -> None:
-    assert progress_line("12", ["RUNNING", "PENDING", "RUNNING"], 57, 200) == (
-        "slurm: array 12: tasks 1 pending, 2 running; 57/200 jobs recorded")
+    assert progress_line("12", ["RUNNING", "PENDING", "RUNNING"], {0: 30, 1: 27}, 200) == (
+        "slurm: array 12: tasks 1 pending, 2 running; 57/200 jobs recorded "
+        "(by task 0: 30, 1: 27)")
+    assert progress_line("12", ["PENDING"], {}, 9) == (
+        "slurm: array 12: tasks 1 pending; 0/9 jobs recorded")
 
 
 def test_parse_task_states_and_merge() -> None:

@@ -111,12 +111,16 @@ def _wait(job_id: str, results_dir: str = "", total: int = 0) -> None:
         time.sleep(POLL_S)
 
 
-def _recorded(results_dir: str) -> int:
-    count = 0
+def _recorded(results_dir: str) -> dict[int, int]:
+    """The records each shard (by array task) has written so far: its file's lines."""
+    counts: dict[int, int] = {}
+    prefix, suffix = SHARD_RESULTS.split("{}")
     for path in glob.glob(os.path.join(results_dir, SHARD_RESULTS.format("*"))):
+        task = os.path.basename(path).removeprefix(prefix).removesuffix(suffix)
         with contextlib.suppress(OSError), open(path, "rb") as f:
-            count += f.read().count(b"\n")
-    return count
+            if task.isdigit():
+                counts[int(task)] = f.read().count(b"\n")
+    return counts
 
 
 def _cancelled(result: Result) -> Result:
