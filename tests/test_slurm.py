@@ -186,3 +186,29 @@ def test_resume_on_slurm_runs_what_is_not_ok_and_ctrl_c_cancels(slurm: dict[str,
     assert sorted(r["line"] for r in rerun) == sorted(
         line for line, status in first.items() if status != "ok")
     assert all(r["status"] == "ok" for r in rerun)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("root_only")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_coordinator_cancels_its_array(slurm: dict[str, str], tmp_path: Path,
+                                                   sig: signal.Signals) -> None:
+    """A SIGTERM (a job scheduler, timeout(1)) or a closed terminal: the array must not
+    outlive the coordinator. It is cancelled, what did not run is `cancelled`, 128+N."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sleep 5\n" * 4)
+    results = tmp_path / "r.jsonl"
+    proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs),
+                             "--slurm", "--shards", "2", "--results", str(results)],
+                            stderr=subprocess.PIPE, text=True, env=slurm, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
+            env=slurm).stdout.strip():
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert not subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                              env=slurm).stdout.strip()
+    assert {r["status"] for r in _rows(results)} == {"cancelled"}

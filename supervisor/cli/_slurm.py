@@ -7,6 +7,7 @@ import contextlib
 import glob
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -65,14 +66,21 @@ def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, 
     job_id = done.stdout.strip().split(";")[0]
     say(f"slurm: job array {job_id}, {shards} shards of {len(jobs)} jobs")
     started = time.monotonic()
-    interrupted = False
+    interrupted: int | None = None
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         _wait(job_id, results_dir, len(jobs))
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, _Stopped) as exc:
+        # Ctrl-C, a SIGTERM or a closed terminal: the array must not outlive us
+        interrupted = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # (the cancelling is not to be cut short)
         say(f"stopping: cancelling job array {job_id}")
         subprocess.run(["scancel", job_id], check=False)
         _wait(job_id)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     states = parse_task_states(subprocess.run(
         ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True,
         check=False).stdout)
@@ -84,12 +92,22 @@ def run_on_slurm(options: BatchOptions, jobs: Sequence[BatchJob], skipped: int, 
     merged = merge([(place, j.spec.line or j.seq, j.name, j.spec.argv)
                     for place, j in enumerate(jobs, start=1)],
                    shards, recorded, states, time.time())
-    if interrupted:
+    if interrupted is not None:
         merged = [r if r.line in recorded else _cancelled(r) for r in merged]
     if skipped:
         say(f"{skipped} jobs skipped: already ok in {options.results}")
     return _record(options, merged, [j.seq for j in jobs], time.monotonic() - started,
                    interrupted)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
 
 
 def _wait(job_id: str, results_dir: str = "", total: int = 0) -> None:
@@ -131,7 +149,7 @@ def _cancelled(result: Result) -> Result:
 
 
 def _record(options: BatchOptions, merged: list[Result], seqs: list[int], wall: float,
-            interrupted: bool) -> int:
+            interrupted: int | None) -> int:
     lost = 0
     for path, line_of, header in ((options.results, lambda r, n: r.to_json(), None),
                                   (options.joblog, lambda r, n: joblog_line(n, r),
@@ -157,6 +175,6 @@ def _record(options: BatchOptions, merged: list[Result], seqs: list[int], wall: 
         say(line)
     if lost:
         return EXIT_SUPERVISE_FAILED
-    if interrupted:
-        return 130
+    if interrupted is not None:
+        return 128 + interrupted
     return 0 if summary.all_ok else 1
