@@ -101,6 +101,15 @@ def _batch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
+def _until_running(env: dict[str, str], timeout: float = 60) -> None:
+    """Until a task of the array runs (Slurm schedules about once a second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
+            env=env).stdout.strip():
+        time.sleep(0.2)
+
+
 def _rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -166,11 +175,7 @@ def test_resume_on_slurm_runs_what_is_not_ok_and_ctrl_c_cancels(slurm: dict[str,
     proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs),
                              "-j", "1", "--slurm", "--shards", "2", "--results", str(results)],
                             stderr=subprocess.PIPE, text=True, env=slurm, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not subprocess.run(
-            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
-            env=slurm).stdout.strip():
-        time.sleep(0.2)
+    _until_running(slurm)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
@@ -201,11 +206,7 @@ def test_a_terminated_coordinator_cancels_its_array(slurm: dict[str, str], tmp_p
     proc = subprocess.Popen([PYTHON, "-m", "supervisor", "batch", "--no-live", str(jobs),
                              "--slurm", "--shards", "2", "--results", str(results)],
                             stderr=subprocess.PIPE, text=True, env=slurm, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not subprocess.run(
-            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True,
-            env=slurm).stdout.strip():
-        time.sleep(0.2)
+    _until_running(slurm)
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
