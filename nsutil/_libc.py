@@ -110,7 +110,7 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-class _MountAttr(ctypes.Structure):
+class MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
@@ -235,7 +235,7 @@ def drop_bounding(keep: int) -> None:
     _bounding = current & keep
 
 
-class _CloneArgs(ctypes.Structure):
+class CloneArgs(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
         "tls", "set_tid", "set_tid_size", "cgroup")]
@@ -250,9 +250,9 @@ def clone3(flags: int, cgroup_fd: int | None = None) -> int:
     process does not need (and each child would pay for). OSError as fork would raise
     it (ENOSYS, E2BIG or EINVAL: the kernel lacks clone3 or CLONE_INTO_CGROUP)."""
     if cgroup_fd is None:
-        args = _CloneArgs(flags=flags, exit_signal=signal.SIGCHLD)
+        args = CloneArgs(flags=flags, exit_signal=signal.SIGCHLD)
     else:
-        args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD,
+        args = CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD,
                           cgroup=cgroup_fd)
     pid = int(_libc.syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))))
     if pid < 0:
@@ -263,7 +263,7 @@ def clone3(flags: int, cgroup_fd: int | None = None) -> int:
 
 def mount_setattr_rdonly_args(path: str, recursive: bool = True) -> tuple[Any, ...]:
     """syscall(2)'s arguments for mount_setattr(path) making it read-only."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
     return (_SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), path.encode(),
             ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr),
             ctypes.c_size_t(ctypes.sizeof(attr)))
@@ -273,12 +273,17 @@ def mount_setattr_rdonly_args(path: str, recursive: bool = True) -> tuple[Any, .
 _SYS_MKNODAT = {"x86_64": 259, "aarch64": 33}.get(os.uname().machine)
 
 
+def kernel_dev(major: int, minor: int) -> int:
+    """A device number as mknodat(2) takes it (the kernel's new_encode_dev)."""
+    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+
+
 def mknod_args(path: bytes, mode: int, major: int, minor: int) -> tuple[Any, ...] | None:
     """syscall(2)'s arguments for mknodat(AT_FDCWD, path, mode, dev) (None where this
     machine's number is not known here). dev in the kernel's encoding."""
     if _SYS_MKNODAT is None:
         return None
-    dev = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+    dev = kernel_dev(major, minor)
     return (_SYS_MKNODAT, ctypes.c_int(AT_FDCWD), path, ctypes.c_uint(mode), ctypes.c_uint(dev))
 
 
@@ -310,7 +315,7 @@ def open_tree_clone(path: bytes, read_only: bool) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     if read_only:
-        attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
         if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"",
                          ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr),
                          ctypes.c_size_t(ctypes.sizeof(attr))) < 0:

@@ -332,20 +332,14 @@ def _make_link(low: _Lowering, args: tuple[Any, ...], failure: Failure) -> list[
 
 def _make_node(low: _Lowering, args: tuple[Any, ...], failure: Failure) -> list[Insn]:
     path, mode, rdev = args
-    major, minor = os.major(rdev), os.minor(rdev)
-    dev = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+    dev = _libc.kernel_dev(os.major(rdev), os.minor(rdev))
     return [low.call("umask", (0,), failure), *low.mkdirs(path, failure),
             low.call("unlink", (path,), failure, skip=_bit(errno.ENOENT)),
             low.call("mknodat", (_libc.AT_FDCWD, path, mode, dev), failure),
             low.call("umask", (low.host.umask,), failure)]
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-_READ_ONLY = _MountAttr(_libc.MOUNT_ATTR_RDONLY, 0, 0, 0)
+_READ_ONLY = _libc.MountAttr(_libc.MOUNT_ATTR_RDONLY, 0, 0, 0)
 
 
 def _open_volume(low: _Lowering, args: tuple[Any, ...], failure: Failure) -> list[Insn]:
@@ -405,10 +399,10 @@ def _exec_chain(low: _Lowering, candidates: tuple[bytes, ...]) -> list[Insn]:
     n = len(candidates)
     out = []
     regs = 0b110  # args 1 and 2 name registers
-    for k, path in enumerate(candidates):
+    for path in candidates:
         out.append(_insn(_SYS["execve"], (low.word(path), _ARGV, _ENVP), what, regs=regs,
                          alt=_NOT_FOUND, on_alt=1, skip=ALL & ~_NOT_FOUND,
-                         on_ok=(n + 1 + k) - k, flags=RECORD_ERRORS, fail_code=126))
+                         on_ok=n + 1, flags=RECORD_ERRORS, fail_code=126))
     out.append(_insn(_EXIT, (127,), what))
     for path in candidates[1:]:
         out.append(_insn(_SYS["execve"], (low.word(path), _ARGV, _ENVP), what, regs=regs,
@@ -432,13 +426,15 @@ def lower(plan: Plan, host: Host) -> Program | None:
             key = id(step)
             known = memo.get(key)
             if known is None:
+                mine, low.keep = low.keep, []  # what this step's words point into
                 insns = low.step(step)
                 code, what = b"".join(i[0] for i in insns), tuple(i[1] for i in insns)
                 if key in lasting:  # kept alive by the host's cache: its id stays its own
                     memo[key] = (step, code, what)
-                    host_keep = host.native_keep
-                    host_keep.extend(low.keep)
-                    low.keep.clear()
+                    host.native_keep.extend(low.keep)
+                else:
+                    mine.extend(low.keep)
+                low.keep = mine
             else:
                 code, what = known[1], known[2]
             chunks.append(code)
@@ -470,12 +466,6 @@ _CLONE_PIDFD = 0x1000
 _STACK_SIZE = 64 * 1024
 _PROT_READ, _PROT_WRITE, _PROT_EXEC = 1, 2, 4
 _MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
-
-
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
-        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
-        "tls", "set_tid", "set_tid_size", "cgroup")]
 
 
 def _map(size: int, prot: int) -> int:
@@ -513,7 +503,7 @@ class Launcher:
             raise OSError(errno.ENOSYS, "no native start on this machine")
         self.stack = _map(_STACK_SIZE, _PROT_READ | _PROT_WRITE)
         self.context = ctypes.create_string_buffer(_CONTEXT_SIZE)
-        self.args = _CloneArgs()
+        self.args = _libc.CloneArgs()
         self.pidfd = ctypes.c_int(-1)
 
     def spawn(self, program: Program, error_fd: int, flags: int, cgroup_fd: int | None

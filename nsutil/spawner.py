@@ -304,12 +304,9 @@ class Spawner:
         _pid, status, usage = os.wait4(pid, 0)
         cid, err_r, _pidfd, report = self.children.pop(pid)
         if err_r >= 0:
-            raw = read_report(err_r)
-            signum = init_signal(raw)
+            report, signum = child_outcome(read_report(err_r))
             if signum is not None and os.WIFEXITED(status):
                 status = signum  # --init's command was killed by it: a wait status saying so
-            else:
-                report = step_report(raw)
         self.send(Exited(id=cid, pid=pid, status=status, user_s=usage.ru_utime,
                          system_s=usage.ru_stime, maxrss_kib=usage.ru_maxrss,
                          error=report))
@@ -428,29 +425,27 @@ def start_ticks(pid: int, before_ns: int, after_ns: int) -> int | None:
         return None
 
 
-def init_signal(raw: bytes) -> int | None:
-    """The signal that killed --init's command, if its PID 1 wrote that (InitEnded)."""
+def child_outcome(raw: bytes) -> tuple[StepReport | None, int | None]:
+    """What a dead child wrote on its error pipe, read once: the report of the step that
+    failed, or the signal that killed --init's command (InitEnded); (None, None) if it
+    wrote nothing (it exec'd)."""
     if not raw:
-        return None
+        return None, None
     try:
-        ended = from_wire(marshal.loads(raw))
-    except (ValueError, EOFError, TypeError):  # marshal's, or WireError
-        return None
-    if not isinstance(ended, InitEnded) or not 0 < ended.signal < 65:
-        return None
-    return ended.signal
+        record = from_wire(marshal.loads(raw))
+    except (ValueError, EOFError, TypeError) as exc:  # marshal's, or WireError
+        return StepReport(step="init", errno=0, message=f"an unreadable report: {exc}"), None
+    if isinstance(record, StepReport):
+        return record, None
+    if isinstance(record, InitEnded) and 0 < record.signal < 65:
+        return None, record.signal
+    return StepReport(step="init", errno=0,
+                      message=f"an unexpected report: {type(record).__name__}"), None
 
 
 def step_report(raw: bytes) -> StepReport | None:
     """The report a child wrote before it died (None: it wrote none, so it exec'd)."""
-    if not raw:
-        return None
-    try:
-        report = from_wire(marshal.loads(raw), StepReport)
-    except (ValueError, EOFError, TypeError) as exc:  # marshal's, or WireError
-        return StepReport(step="init", errno=0, message=f"an unreadable report: {exc}")
-    assert isinstance(report, StepReport)
-    return report
+    return child_outcome(raw)[0]
 
 
 def read_report(fd: int) -> bytes:

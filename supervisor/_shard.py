@@ -78,6 +78,6 @@ def _checked(index: int, count: int, what: str) -> Shard:
     return Shard(index, count)
 
 
-def select(items: Sequence[T], seqs: Sequence[int] | range, shard: Shard) -> list[T]:
+def select(items: Sequence[T], seqs: Sequence[int], shard: Shard) -> list[T]:
     """The items (jobs) whose numbers (their places, from 1) are shard's."""
     return [item for item, seq in zip(items, seqs, strict=True) if shard.owns(seq)]
