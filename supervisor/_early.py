@@ -17,3 +17,9 @@ def _interrupted(_signum: int, _frame: object) -> None:
 def install() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
         signal.signal(signal.SIGINT, _interrupted)
+
+
+def uninstall() -> None:
+    """Python's own handler back (KeyboardInterrupt), if ours is there."""
+    if signal.getsignal(signal.SIGINT) is _interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

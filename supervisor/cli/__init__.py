@@ -8,11 +8,10 @@ with --debug.
 from __future__ import annotations
 
 import os
-import signal
 
 from .. import _early
 
-_early.install()  # a Ctrl-C from here to _main: "interrupted", no traceback
+_early.install()  # a Ctrl-C until the command is imported: "interrupted", no traceback
 
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
@@ -49,6 +48,10 @@ class LazyGroup(click.Group):
         module_name, attribute = COMMANDS[cmd_name]
         command = getattr(importlib.import_module(module_name, __name__), attribute)
         assert isinstance(command, click.Command)
+        # Its imports done (a KeyboardInterrupt inside one can surface as another error,
+        # RuntimeError from a class body's __set_name__): from here a Ctrl-C is click's
+        # Abort ("interrupted", 130), or the command's own.
+        _early.uninstall()
         return command
 
 
@@ -93,8 +96,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _main(args: list[str]) -> NoReturn:
     _prestart_spawner(args)
-    # From here a Ctrl-C is click's Abort ("interrupted", 130), or the command's own.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     debug = "--debug" in args[: args.index("run")] if "run" in args else "--debug" in args
     try:
         code = cli.main(args=args, prog_name="supervise", standalone_mode=False)
