@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 # that `import supervisor.cli` does not pay for trio and anyio before it needs them.
 _EXPORTS = {
     "Limits": "cgroupfs", "Stats": "cgroupfs",
-    "Batch": "._batch", "BatchJob": "._batch", "BatchOutcome": "._batch",
-    "BatchPolicy": "._batch", "JobOutput": "._batch", "run_batch": "._batch",
+    "Batch": "._batch", "BatchJob": "._batch_job", "BatchOutcome": "._batch",
+    "BatchPolicy": "._batch_job", "JobOutput": "._batch", "run_batch": "._batch",
     "Container": "._container",
     "SuperviseError": "._errors", "UsageError": "._errors",
     "Result": "._result", "Status": "._result",
@@ -40,7 +40,8 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from cgroupfs import Limits, Stats
 
-    from ._batch import Batch, BatchJob, BatchOutcome, BatchPolicy, JobOutput, run_batch
+    from ._batch import Batch, BatchOutcome, JobOutput, run_batch
+    from ._batch_job import BatchJob, BatchPolicy
     from ._container import Container
     from ._errors import SuperviseError, UsageError
     from ._result import Result, Status

@@ -17,29 +17,13 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
+from ._batch_job import BatchJob, BatchPolicy
 from ._container import Container
 from ._errors import SuperviseError
 from ._result import HOST, Result, Status, classify, iso_utc
-from ._schedule import FAILED_STATUSES, Admission, HaltPolicy, retry_memory, should_retry
+from ._schedule import HaltPolicy, retry_memory, should_retry
 from ._spec import DEVNULL, ContainerSpec
 from ._supervisor import Supervisor
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    name: str
-    spec: ContainerSpec
-    unique_name: bool = True  # False for default names (job-N), unique only in the batch
-    seq: int = 0  # its position among the input's jobs, from 1 (GNU parallel's Seq)
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    admission: Admission
-    retries: int = 0
-    retry_on: frozenset[str] = FAILED_STATUSES
-    retry_memory_factor: float = 1.0
-    halt: HaltPolicy | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from ._batch import BatchJob
+from ._batch_job import BatchJob
 from ._errors import JobsFileError, UsageError
 from ._host import read_host_file, readable_by
 from ._jobs import Job

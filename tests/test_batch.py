@@ -15,7 +15,8 @@ import anyio
 import pytest
 
 from supervisor import ContainerSpec, Limits, Supervisor
-from supervisor._batch import BatchJob, BatchPolicy, run_batch
+from supervisor._batch import run_batch
+from supervisor._batch_job import BatchJob, BatchPolicy
 from supervisor._schedule import Admission
 from supervisor._state import read_states, state_dir
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from supervisor import ContainerSpec, Supervisor
-from supervisor._batch import BatchJob, BatchPolicy, run_batch
+from supervisor._batch import run_batch
+from supervisor._batch_job import BatchJob, BatchPolicy
 from supervisor._schedule import Admission
 
 from .containers import PYTHON, supervise

@@ -70,3 +70,20 @@ def test_shards_run_every_job_once_and_record_their_host(tmp_path: Path) -> None
     assert sorted(r["line"] for r in rows) == list(range(2, 9))  # each job once
     assert all(r["host"] == os.uname().nodename for r in rows)
     assert {r["line"]: r["exit_code"] for r in rows} == {n + 2: n % 2 for n in range(7)}
+
+
+@pytest.mark.usefixtures("root_only")
+def test_a_shard_checks_the_lines_it_runs(tmp_path: Path) -> None:
+    """A shard checks (and runs) only its own lines: a bad line stops the shard that owns
+    it, with the line's error, and not the others (--slurm checks the whole file first).
+    Each shard checking the whole file would cost every node the whole file's checks."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("true\n-m 12q -- true\ntrue\ntrue\n")  # line 2: job 2, shard 2 of 2
+    first = supervise("batch", "--no-live", "--shard", "1/2", "--results",
+                      str(tmp_path / "1.jsonl"), str(jobs))
+    assert first.returncode == 0, first.stderr
+    assert sorted(json.loads(r)["line"]
+                  for r in (tmp_path / "1.jsonl").read_text().splitlines()) == [1, 3]
+    second = supervise("batch", "--no-live", "--shard", "2/2", str(jobs))
+    assert second.returncode == 2
+    assert f"{jobs}:2: " in second.stderr and "12q" in second.stderr

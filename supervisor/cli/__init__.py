@@ -68,7 +68,8 @@ def _prestart_spawner(args: list[str]) -> None:
     """For run and batch as root, launch the spawner before trio is even imported:
     its start overlaps ours (about 15 ms of a short run's 0.2 s)."""
     command = next((a for a in args if not a.startswith("-")), None)
-    if command in ("run", "batch") and os.geteuid() == 0 and "--help" not in args:
+    if (command in ("run", "batch") and os.geteuid() == 0 and "--help" not in args
+            and "--slurm" not in args):  # (--slurm runs no container here)
         from .._launch import prestart
 
         with contextlib.suppress(SuperviseError):

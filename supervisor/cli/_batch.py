@@ -8,11 +8,9 @@ import sys
 from typing import Any
 
 import click
-import trio
 
-from .._batch import BatchJob
+from .._batch_job import BatchJob
 from .._errors import JobsFileError, SuperviseError, UsageError
-from .._gc import gc_quietly
 from .._host import host_facts, require_root, require_seccomp
 from .._jobs import input_jobs, parse_jobs, read_bounded
 from .._jobs_check import batch_grant, check_jobs
@@ -21,7 +19,6 @@ from .._results_file import read_results, resume_key, succeeded
 from .._shard import select
 from .._slurm import check_slurm_options
 from ._batch_options import BatchOptions, BatchUsageError
-from ._batch_runner import BatchRunner
 from ._flags import limit_options, parse_job_options
 
 
@@ -107,6 +104,12 @@ def batch_command(**flags: Any) -> None:
             os.makedirs(options.logs, exist_ok=True)
         except OSError as exc:
             raise SuperviseError(f"--logs {options.logs}: {exc.strerror}") from exc
+    # (here, not above: the --slurm coordinator needs neither trio nor the runner)
+    import trio
+
+    from .._gc import gc_quietly
+    from ._batch_runner import BatchRunner
+
     runner = BatchRunner(jobs, options, skipped=skipped)
     gc_quietly()
     sys.exit(trio.run(runner.main))
@@ -132,26 +135,27 @@ def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], 
     if text is not None:
         parsed = parse_jobs(text, shown, defaults=options.defaults,
                             parse_options=parse_job_options, errors=errors)
-    jobs = check_jobs(parsed,
-                      shown, host, options.policy.admission, ceiling=ceiling,
-                      batch_env_files=options.defaults.env_files, errors=errors)
-    if errors:
-        raise JobsFileError(sorted(errors, key=lambda e: _line_of(e, shown)))
     # What is already ok is skipped (--resume: in --results; a --slurm shard of a
-    # resumed batch: in the batch's, --resume-from); the shard is then taken from what
-    # remains, by place, as the coordinator counts it.
+    # resumed batch: in the batch's, --resume-from); a shard is then taken from what
+    # remains, by place, as the coordinator counts it. Only what runs is checked (a
+    # shard checks its own lines: the --slurm coordinator has checked them all).
     skip_from = options.resume_from or (options.results if options.resume else None)
     skipped = 0
-    if skip_from is not None:
+    if skip_from is not None and not errors:
         try:
             done = succeeded(read_results(skip_from))
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 JSON Lines"
             raise BatchUsageError(f"--results {skip_from}: {reason}") from exc
-        remaining = [j for j in jobs if resume_key(j.name, j.spec.argv) not in done]
-        skipped, jobs = len(jobs) - len(remaining), remaining
-    if options.shard is not None:  # the whole file checked, this shard's jobs run
-        jobs = select(jobs, range(1, len(jobs) + 1), options.shard)
+        remaining = [j for j in parsed if resume_key(j.name, j.argv) not in done]
+        skipped, parsed = len(parsed) - len(remaining), remaining
+    if options.shard is not None:
+        parsed = select(parsed, range(1, len(parsed) + 1), options.shard)
+    jobs = check_jobs(parsed,
+                      shown, host, options.policy.admission, ceiling=ceiling,
+                      batch_env_files=options.defaults.env_files, errors=errors)
+    if errors:
+        raise JobsFileError(sorted(errors, key=lambda e: _line_of(e, shown)))
     return jobs, skipped
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._batch import BatchPolicy
+from .._batch_job import BatchPolicy
 from .._errors import UsageError
 from .._host import available_memory
 from .._jobs import INPUTS

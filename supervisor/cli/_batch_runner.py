@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from .._batch import Batch, BatchJob, BatchOutcome, JobOutput
+from .._batch import Batch, BatchOutcome, JobOutput
+from .._batch_job import BatchJob
 from .._container import Container
 from .._result import Result, Status
 from .._results_file import LineWriter, repair_torn_tail
