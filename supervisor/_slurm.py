@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from ._errors import UsageError
 from ._result import Result, Status, iso_utc
-from ._shard import Shard
 
-__all__ = ["merge", "parse_task_states", "sbatch_argv", "shard_argv"]
+__all__ = [
+    "ShardRow", "TaskInfo", "jobs_per_task", "merge", "parse_task_states", "parse_tasks",
+    "progress_line", "sbatch_argv", "shard_argv", "shard_rows", "task_of",
+]
 
 # batch's options the coordinator keeps to itself: (name, takes a value)
 _COORDINATOR_ONLY = {
@@ -70,28 +73,115 @@ def sbatch_argv(shards: int, cpus: int, memory_mb: int | None, log_dir: str,
     return [*argv, *extra, f"--wrap={wrapped}"]
 
 
-def progress_line(job_id: str, task_states: Sequence[str], recorded: Mapping[int, int],
-                  total: int) -> str:
-    """What the coordinator says while the array runs: its tasks by Slurm state, the
-    jobs the shards have recorded so far, and how many each (by array task)."""
-    counts: dict[str, int] = {}
-    for state in task_states:
-        counts[state.lower()] = counts.get(state.lower(), 0) + 1
-    tasks = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "done"
-    each = ", ".join(f"{task}: {n}" for task, n in sorted(recorded.items()))
-    return (f"slurm: array {job_id}: tasks {tasks}; {sum(recorded.values())}/{total} jobs "
-            f"recorded" + (f" (by task {each})" if each else ""))
+@dataclass(frozen=True)
+class TaskInfo:
+    """One array task as Slurm tells it: its state (PENDING, RUNNING, COMPLETED,
+    TIMEOUT...), its node (None until it has one) and how long it has run."""
+
+    state: str
+    node: str | None = None
+    run_s: float | None = None
+
+
+def parse_tasks(scontrol: str, limit: int = 1 << 16) -> dict[int, TaskInfo]:
+    """Each array task, from `scontrol show job -o ID` (one line a task; the tasks still
+    pending share one line, their ids a range list such as 2-5,7 or 2-5%2)."""
+    tasks: dict[int, TaskInfo] = {}
+    for line in scontrol.splitlines():
+        fields = dict(item.partition("=")[::2] for item in line.split() if "=" in item)
+        state = fields.get("JobState", "")
+        if not state:
+            continue
+        node = fields.get("NodeList", "")
+        info = TaskInfo(state, node if node and node not in ("(null)", "None") else None,
+                        parse_run_time(fields.get("RunTime", "")))
+        for task in _task_ids(fields.get("ArrayTaskId", ""), limit):
+            tasks[task] = info
+    return tasks
+
+
+def _task_ids(text: str, limit: int) -> list[int]:
+    """2 -> [2]; 2-4,7 -> [2, 3, 4, 7]; a %N (the array's throttle) is no task; ids at
+    or past limit are left out (no range makes a list bigger than that)."""
+    ids: list[int] = []
+    for part in text.partition("%")[0].split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            continue
+        ids += range(int(first), min(int(last) if dash else int(first), limit - 1) + 1)
+    return ids
+
+
+def parse_run_time(text: str) -> float | None:
+    """Slurm's [D-]HH:MM:SS (or MM:SS) in seconds; None when it is not one."""
+    days, _, clock = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = clock.split(":")
+    if not days.isdigit() or not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(int(days) * 86400 + seconds)
 
 
 def parse_task_states(scontrol: str) -> dict[int, str]:
-    """Each array task's state, from `scontrol show job -o ID` (one line a task)."""
-    states: dict[int, str] = {}
-    for line in scontrol.splitlines():
-        fields = dict(item.partition("=")[::2] for item in line.split() if "=" in item)
-        task, state = fields.get("ArrayTaskId", ""), fields.get("JobState", "")
-        if task.isdigit() and state:
-            states[int(task)] = state
-    return states
+    """Each array task's state, from `scontrol show job -o ID`."""
+    return {task: info.state for task, info in parse_tasks(scontrol).items()}
+
+
+def task_of(place: int, shards: int) -> int:
+    """The array task (from 0) whose shard runs the job at place (from 1)."""
+    return (place - 1) % shards
+
+
+def jobs_per_task(jobs: int, shards: int) -> list[int]:
+    """How many of the jobs each array task's shard runs."""
+    return [len(range(task + 1, jobs + 1, shards)) for task in range(shards)]
+
+
+def progress_line(job_id: str, rows: Sequence[ShardRow], total: int) -> str:
+    """What the coordinator says while the array runs (without the live view): its
+    tasks by Slurm state, the jobs the shards have recorded so far, and each task's."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        state = (row.state or "unknown").lower()
+        counts[state] = counts.get(state, 0) + 1
+    tasks = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "done"
+    each = ", ".join(f"{row.task}: {row.done}/{row.jobs}" for row in rows[:_LINE_TASKS])
+    more = f", +{len(rows) - _LINE_TASKS} more" if len(rows) > _LINE_TASKS else ""
+    done = sum(row.done for row in rows)
+    return (f"slurm: array {job_id}: tasks {tasks}; {done}/{total} jobs recorded"
+            + (f" (by task {each}{more})" if done else ""))
+
+
+_LINE_TASKS = 16  # the progress line names this many tasks' counts at most
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """What the live view and the progress line show of one array task's shard."""
+
+    task: int
+    jobs: int  # its share of the batch
+    counts: Mapping[str, int]  # what it has recorded so far, by status
+    state: str = ""  # Slurm's ("" until Slurm has said)
+    node: str | None = None
+    run_s: float | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+
+def shard_rows(shards: int, jobs: int, tasks: Mapping[int, TaskInfo],
+               recorded: Mapping[int, Mapping[str, int]]) -> list[ShardRow]:
+    """A row per array task, in task order."""
+    rows = []
+    for task, share in enumerate(jobs_per_task(jobs, shards)):
+        info = tasks.get(task, TaskInfo(""))
+        rows.append(ShardRow(task, share, dict(recorded.get(task, {})), info.state,
+                             info.node, info.run_s))
+    return rows
 
 
 def merge(jobs: Sequence[tuple[int, int, str, Sequence[str]]], shards: int,
@@ -105,7 +195,7 @@ def merge(jobs: Sequence[tuple[int, int, str, Sequence[str]]], shards: int,
     for seq, line, name, argv in jobs:
         result = recorded.get(line)
         if result is None:
-            task = next(i for i in range(shards) if Shard(i + 1, shards).owns(seq))
+            task = task_of(seq, shards)
             state = states.get(task, "UNKNOWN")
             merged.append(_lost(name, line, argv, f"its shard (array task {task}) ended "
                                 f"{state} before running it", now))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,9 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from supervisor._slurm import merge, parse_task_states, progress_line, shard_argv
+from supervisor._slurm import (
+    ShardRow,
+    TaskInfo,
+    jobs_per_task,
+    merge,
+    parse_task_states,
+    parse_tasks,
+    progress_line,
+    shard_argv,
+    shard_rows,
+)
+from supervisor._slurm_view import shards_view
+from supervisor._view import render_text
 
 from .containers import PYTHON
+from .terminal import in_terminal, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # (as scripts/test finds the cgroup-v2 VM: ../shared beside the checkout)
@@ -44,11 +58,63 @@ def test_shard_argv_keeps_the_batch_and_drops_the_coordinators_options() -> None
 
 
 def test_progress_line() -> None:
-    assert progress_line("12", ["RUNNING", "PENDING", "RUNNING"], {0: 30, 1: 27}, 200) == (
+    rows = [ShardRow(0, 67, {"ok": 29, "failed": 1}, "RUNNING", "n1"),
+            ShardRow(1, 67, {"ok": 27}, "RUNNING", "n2"), ShardRow(2, 66, {}, "PENDING")]
+    assert progress_line("12", rows, 200) == (
         "slurm: array 12: tasks 1 pending, 2 running; 57/200 jobs recorded "
-        "(by task 0: 30, 1: 27)")
-    assert progress_line("12", ["PENDING"], {}, 9) == (
+        "(by task 0: 30/67, 1: 27/67, 2: 0/66)")
+    assert progress_line("12", [ShardRow(0, 9, {}, "PENDING")], 9) == (
         "slurm: array 12: tasks 1 pending; 0/9 jobs recorded")
+    many = [ShardRow(t, 1, {"ok": 1}, "COMPLETED") for t in range(20)]
+    assert progress_line("3", many, 20).endswith("15: 1/1, +4 more)")
+
+
+def test_parse_tasks_pending_ranges_nodes_and_run_times() -> None:
+    scontrol = (
+        "JobId=117 ArrayJobId=117 ArrayTaskId=2-4,7%2 JobState=PENDING RunTime=00:00:00 "
+        "NodeList=(null)\n"
+        "JobId=119 ArrayJobId=117 ArrayTaskId=1 JobState=RUNNING RunTime=1-00:01:05 "
+        "NodeList=vm\n"
+        "JobId=118 ArrayJobId=117 ArrayTaskId=0 JobState=TIMEOUT RunTime=01:02 NodeList=n7\n")
+    assert parse_tasks(scontrol) == {
+        **{task: TaskInfo("PENDING", None, 0.0) for task in (2, 3, 4, 7)},
+        1: TaskInfo("RUNNING", "vm", 86465.0), 0: TaskInfo("TIMEOUT", "n7", 62.0)}
+    # a range is bounded: no list bigger than the limit, whatever Slurm prints
+    assert len(parse_tasks("ArrayTaskId=0-999999999 JobState=PENDING", limit=100)) == 100
+    assert parse_tasks("ArrayTaskId=x-2 JobState=PENDING\nnothing here") == {}
+
+
+def test_shard_rows_count_each_tasks_share() -> None:
+    assert jobs_per_task(10, 4) == [3, 3, 2, 2]
+    rows = shard_rows(3, 7, {1: TaskInfo("RUNNING", "vm", 4.0)}, {1: {"ok": 2}})
+    assert rows == [ShardRow(0, 3, {}), ShardRow(1, 2, {"ok": 2}, "RUNNING", "vm", 4.0),
+                    ShardRow(2, 2, {})]
+
+
+def test_the_shards_view() -> None:
+    rows = [ShardRow(0, 250, {"ok": 240, "failed": 3}, "COMPLETED", "node-a", 9.0),
+            ShardRow(1, 250, {"ok": 100}, "RUNNING", "node-b", 7.0),
+            ShardRow(2, 250, {"ok": 20, "oom": 1}, "TIMEOUT", "node-c", 60.0),
+            ShardRow(3, 250, {}, "PENDING")]
+    text = render_text(shards_view("42", rows, 1000, elapsed_s=75.0, eta_s=30.0, width=80,
+                                   height=24), width=80)
+    lines = text.splitlines()
+    assert lines[0].startswith("364/1000 done  elapsed 1m15s  ETA 30s  slurm array 42: 4 "
+                               "tasks (1 completed, ")
+    assert len(lines[0]) == 80 and lines[0].endswith("…")  # (cut to the width)
+    assert lines[1] == "ok 360  failed 3  oom 1"
+    assert lines[2].split() == ["TASK", "STATE", "NODE", "DONE", "OK", "NOT", "OK", "ELAPSED"]
+    # the task Slurm ended badly first, then running, pending, completed
+    assert [line.split()[:4] for line in lines[3:7]] == [
+        ["2", "TIMEOUT", "node-c", "21/250"], ["1", "RUNNING", "node-b", "100/250"],
+        ["3", "PENDING", "-", "0/250"], ["0", "COMPLETED", "node-a", "243/250"]]
+    assert lines[6].split()[4:] == ["240", "3", "9s"]
+    # a short terminal: the rows that matter, then +N more; never wider than asked
+    short = render_text(shards_view("42", rows, 1000, elapsed_s=1.0, eta_s=None, width=40,
+                                    height=5), width=40).splitlines()
+    assert len(short) == 5 and short[3].split()[:3] == ["2", "TIMEOUT", "node-c"]
+    assert short[4].strip() == "+3 more" and "ELAPSED" not in short[2]  # (dropped first)
+    assert all(len(line) <= 40 for line in short)
 
 
 def test_parse_task_states_and_merge() -> None:
@@ -213,3 +279,28 @@ def test_a_terminated_coordinator_cancels_its_array(slurm: dict[str, str], tmp_p
     assert not subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
                               env=slurm).stdout.strip()
     assert {r["status"] for r in _rows(results)} == {"cancelled"}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("root_only")
+def test_the_live_view_shows_each_shards_slurm_state_and_jobs(slurm: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """In a terminal: a row per array task with Slurm's state, its node and the jobs its
+    shard has recorded, as they go; the last frame the tasks' end states. A shard whose
+    jobs failed still COMPLETED (its own failure would be FAILED)."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("sleep 1\nfalse\n" * 4)
+    with in_terminal([PYTHON, "-m", "supervisor", "batch", str(jobs), "-j", "1", "--slurm",
+                      "--shards", "2", "--interval", "0.2s", "--results",
+                      str(tmp_path / "r.jsonl")], cols=100, env=slurm, cwd=ROOT
+                     ) as (proc, master, _slave):
+        screen = read_until(master, [b"TASK", b"RUNNING", b"NOT OK", b"/4"])
+        screen += read_until(master, [b"8 jobs: 4 ok, 4 failed"])
+        assert proc.wait(timeout=60) == 1
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    assert re.search(r"0\s+RUNNING\s+\S+\s+[0-3]/4", text)  # while it ran
+    final = text[text.rindex("TASK"):]
+    # (by place, round robin: task 0 has the sleeps, task 1 the falses)
+    assert re.search(r"0\s+COMPLETED\s+\S+\s+4/4\s+4\s+0\s", final)
+    assert re.search(r"1\s+COMPLETED\s+\S+\s+4/4\s+0\s+4\s", final)
+    assert "8/8 done" in text
