@@ -42,7 +42,7 @@ one table with ratios and the issue's targets (`--json`: the same as JSON).
             --slurm --shards 4 -j 2, Slurm's fixed cost (a 4-task array), and a
             plain array of one task per job (100 tasks, extrapolated to N), on a
             throw-away one-host Slurm (scripts/_bench_slurm.py; installed with
-            apt-get if missing).
+            apt-get if missing); medians of 5 interleaved rounds.
   accuracy  a busy loop under --cpus 0.5 (CPU share over 5 s, from the
             container's cgroup); a job allocating 50, 100, 150 MiB in steps
             under -m 512m (the reported peak against what was allocated, raw
@@ -454,6 +454,11 @@ def bench_slurm(rep: Report, jobs: int) -> None:
                 m["fixed_s"], "s"))
     rep.add(Row(sec, "  the same batch, --slurm --shards 4 -j 2", m["sharded_s"], "s",
                 r_local, "sharded / (here + fixed)", "<= 1.2x", at_most(r_local, 1.2)))
+    rounds = m["rounds"]
+    each = sorted(s / (loc + f) for s, loc, f in
+                  zip(rounds["sharded_s"], rounds["local_s"], rounds["fixed_s"], strict=True))
+    rep.add(Row(sec, f"  the same ratio in each of {len(each)} rounds, worst "
+                f"(best {each[0]:.2f}x)", each[-1], "x"))
     rep.add(Row(sec, f"a plain array, one task per job ({m['plain_tasks']} x true)",
                 m["plain_s"], "s"))
     rep.add(Row(sec, f"  the same, {jobs} tasks (extrapolated)", plain_n, "s", r_plain,

@@ -6,8 +6,11 @@ apt-get if missing; SLURMTEST_CPUS=8). Rows:
 
 - the local batch: `supervise batch FILE -j 8` (N x true);
 - the sharded one: `supervise batch FILE --slurm --shards 4 -j 2` (the same 8 at once);
-- Slurm's fixed cost: a 4-task array of `true`, submitted to done, median of 3
-  (what any sharded run pays before and after its shards);
+- Slurm's fixed cost: a 4-task array of `true`, submitted to done (what any sharded
+  run pays before and after its shards);
+
+each the median of ROUNDS interleaved rounds (each Slurm array submitted after a
+local run);
 - a plain array, one task per job: 100 tasks of `true` (a whole 1000 would take
   minutes), and the same extrapolated to N.
 
@@ -33,6 +36,7 @@ ONE_HOST = Path(os.environ.get("SUPERVISE_SLURM_ONE_HOST")
                 or ROOT.parent / "shared" / "slurm-one-host")
 PACKAGES = ["slurm-wlm", "slurmctld", "slurmd", "slurm-client", "munge"]
 PLAIN_TASKS = 100
+ROUNDS = 5
 
 
 class SlurmBenchError(Exception):
@@ -96,17 +100,25 @@ def measure(jobs: int, python: str, say: Callable[[str], None]) -> dict[str, Any
         batch = [python, "-m", "supervisor", "batch", "--no-live", str(jobs_file)]
         say(f"slurm: {jobs} x true locally (-j 8), over 4 shards (-j 2 each), Slurm's fixed "
             f"cost, a plain array of {PLAIN_TASKS}")
-        local = _wall([*batch, "-j", "8"], env)
-        sharded = _wall([*batch, "-j", "2", "--slurm", "--shards", "4", "--results",
-                         str(directory / "results.jsonl")], env)
-        # (Slurm schedules about once a second: the median of three)
-        fixed = statistics.median(_array(4, env) for _ in range(3))
+        # Interleaved rounds, medians. Slurm starts an array at its next scheduling
+        # pass: up to a second after it is submitted into a quiet controller, at once
+        # right after another job has ended. So each array (the sharded run's, the
+        # fixed cost's) is submitted after a local run, as quiet a controller as the
+        # other's: a wait of the same odds.
+        local, sharded, fixed = [], [], []
+        for _ in range(ROUNDS):
+            local.append(_wall([*batch, "-j", "8"], env))
+            sharded.append(_wall([*batch, "-j", "2", "--slurm", "--shards", "4",
+                                  "--results", str(directory / "results.jsonl")], env))
+            local.append(_wall([*batch, "-j", "8"], env))
+            fixed.append(_array(4, env))
         plain = _array(PLAIN_TASKS, env)
     finally:
         subprocess.run(["bash", str(ONE_HOST / "slurm-down.sh")], capture_output=True, env=env)
         shutil.rmtree(directory, ignore_errors=True)
-    return {"local_s": local, "sharded_s": sharded, "fixed_s": fixed, "plain_s": plain,
-            "plain_tasks": PLAIN_TASKS}
+    return {"local_s": statistics.median(local), "sharded_s": statistics.median(sharded),
+            "fixed_s": statistics.median(fixed), "plain_s": plain, "plain_tasks": PLAIN_TASKS,
+            "rounds": {"local_s": local, "sharded_s": sharded, "fixed_s": fixed}}
 
 
 if __name__ == "__main__":
