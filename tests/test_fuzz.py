@@ -431,8 +431,9 @@ def no_containers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     fds = open_fds()
     # main() may launch the spawner early, as root: not here.
     monkeypatch.setattr(supervisor.cli, "_prestart_spawner", lambda args: None, raising=False)
+    monkeypatch.setattr(cli_run, "trio", types.SimpleNamespace(run=_sentinel("trio.run")))
+    monkeypatch.setattr(cli_batch, "trio_run", _sentinel("trio.run"))  # (imports it late)
     for module in (cli_run, cli_batch):
-        monkeypatch.setattr(module, "trio", types.SimpleNamespace(run=_sentinel("trio.run")))
         monkeypatch.setattr(module, "gc_quietly", lambda *args, **kw: None)
     real_makedirs = os.makedirs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -105,14 +106,25 @@ def batch_command(**flags: Any) -> None:
         except OSError as exc:
             raise SuperviseError(f"--logs {options.logs}: {exc.strerror}") from exc
     # (here, not above: the --slurm coordinator needs neither trio nor the runner)
-    import trio
-
-    from .._gc import gc_quietly
     from ._batch_runner import BatchRunner
 
     runner = BatchRunner(jobs, options, skipped=skipped)
     gc_quietly()
-    sys.exit(trio.run(runner.main))
+    sys.exit(trio_run(runner.main))
+
+
+def trio_run(main: Callable[[], Awaitable[int]]) -> int:
+    """trio.run(main), trio imported only now (not by the --slurm coordinator)."""
+    import trio
+
+    return trio.run(main)
+
+
+def gc_quietly() -> None:
+    """supervise gc's quiet sweep before a batch (imported only now, as trio is)."""
+    from .._gc import gc_quietly as sweep
+
+    sweep()
 
 
 def _load_jobs(options: BatchOptions, host: HostFacts) -> tuple[list[BatchJob], int]:
