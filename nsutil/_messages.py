@@ -347,6 +347,13 @@ class Shutdown(Record, kind="shutdown"):
     """supervisor -> spawner: kill what you run and exit."""
 
 
+class Kill(Record, kind="kill"):
+    """supervisor -> spawner: SIGKILL this container's PID 1 (by the spawner's pidfd),
+    for one the supervisor holds no pidfd of (it lost it for want of descriptors)."""
+
+    id: str
+
+
 class InitEnded(Record, kind="init-ended"):
     """--init's PID 1 -> spawner, on the error pipe: the command it ran was killed by
     this signal (PID 1 itself can only exit, with 128 + signal: the spawner reports the

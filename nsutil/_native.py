@@ -73,7 +73,8 @@ _SYS = {  # x86_64's numbers
     "execve": 59, "chdir": 80, "mkdir": 83, "unlink": 87, "symlink": 88, "umask": 95,
     "setuid": 105, "setgid": 106, "setsid": 112, "setgroups": 116, "capset": 126,
     "prctl": 157, "mount": 165, "umount2": 166, "sethostname": 170, "keyctl": 250,
-    "openat": 257, "mknodat": 259, "unshare": 272, "setns": 308, "clone3": 435,
+    "openat": 257, "mknodat": 259, "unshare": 272, "prlimit64": 302, "setns": 308,
+    "clone3": 435,
     "close_range": 436, "open_tree": 428, "move_mount": 429, "mount_setattr": 442,
 }
 
@@ -83,7 +84,7 @@ libc = _libc.libc
 _SAME = frozenset({
     "prctl", "unshare", "setns", "mount", "umount2", "sethostname", "setsid", "dup2",
     "ioctl", "setgroups", "setgid", "setuid", "capset", "chdir", "umask", "symlink",
-    "mkdir", "close", "write"})
+    "mkdir", "close", "write", "prlimit64"})
 _RT = {"sigaction": "rt_sigaction", "sigprocmask": "rt_sigprocmask"}  # + sigsetsize
 
 

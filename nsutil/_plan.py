@@ -71,6 +71,7 @@ _TIOCSCTTY = 0x540E
 _SYS_KEYCTL = 250 if os.uname().machine == "x86_64" else 219  # 219: asm-generic's (aarch64)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 _PR_SET_DUMPABLE = 4
+_RLIMIT_NOFILE = 7
 _HIDDEN = _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC
 
 # A zeroed struct sigaction is SIG_DFL with an empty mask and no flags, whatever the
@@ -98,8 +99,8 @@ class Host:
     (profile, capability set) among them."""
 
     __slots__ = ("_cache", "bounding", "cgroup_mounts", "ignored", "lasting", "masked",
-                 "native_chains", "native_keep", "native_memo", "permitted", "readonly",
-                 "spawner_pidfd", "umask")
+                 "native_chains", "native_keep", "native_memo", "nofile", "permitted",
+                 "readonly", "spawner_pidfd", "umask")
 
     def __init__(self, bounding: int, permitted: int, readonly: tuple[str, ...],
                  masked: tuple[tuple[str, bool], ...], ignored: tuple[int, ...],
@@ -114,6 +115,9 @@ class Host:
         self.ignored = ignored
         self.cgroup_mounts = cgroup_mounts
         self.umask = umask  # the spawner's, which its children inherit
+        # (soft, hard) RLIMIT_NOFILE for the containers, when the spawner's own soft
+        # limit was raised above what they are to get
+        self.nofile: tuple[int, int] | None = None
         self._cache: dict[object, tuple[Step, ...]] = {}
         # the ids of the steps that live as long as this host (its cache's), and their
         # lowering to machine code's data (_native), made once
@@ -336,6 +340,11 @@ def compile_plan(spec: InitSpec, fds: list[int], host: Host, error_fd: int, *,
                       ("hostname", f"setting hostname {hostname!r}", FATAL, None)))
     stdio_failure = ("stdio", "setting up stdio", FATAL, None)
     steps.extend(host.cached("setsid", lambda: [(libc.setsid, (), stdio_failure)]))
+    if host.nofile is not None:
+        limits = struct.pack("QQ", *host.nofile)
+        steps.extend(host.cached(("nofile", host.nofile), lambda: [(
+            libc.prlimit64, (0, _RLIMIT_NOFILE, limits, None),
+            ("rlimit", "setting the descriptor limit", FATAL, None))]))
     for target, index in enumerate(spec.stdio):
         if not 0 <= index < len(fds):
             raise ValueError(f"stdio {target} is fd #{index}, but {len(fds)} came")

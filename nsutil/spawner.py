@@ -7,6 +7,7 @@ in the records of `_messages`:
 
     supervisor -> spawner   Spawn(id, spec: InitSpec) + stdio fds (and on v2 the
                                 cgroup's directory, spec.cgroup_fd its index)
+                            Kill(id)   (one whose pidfd the supervisor lost)
                             Shutdown()
     spawner -> supervisor   Started(id, pid, start_ticks) + a pidfd
                             Exited(id, pid, status, user_s, system_s, maxrss_kib, error)
@@ -31,6 +32,7 @@ import contextlib
 import errno
 import marshal
 import os
+import resource
 import select
 import signal
 import socket
@@ -42,6 +44,7 @@ from ._messages import (
     Exited,
     Failed,
     InitEnded,
+    Kill,
     Place,
     Placed,
     Record,
@@ -104,16 +107,19 @@ class _Pending:
 
 
 class Spawner:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket,
+                 nofile: tuple[int, int] | None = None) -> None:
         self.sock = sock
         # pid -> (container id, error pipe (-1: read already), pidfd, the report read);
         # pidfd -> pid
         self.children: dict[int, tuple[str, int, int, StepReport | None]] = {}
         self.by_pidfd: dict[int, int] = {}
+        self.by_cid: dict[str, int] = {}  # container id -> pid
         self.epoll = select.epoll()
         self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = _proto.Decoder()
         self.host = _plan.Host.learn()  # learnt once here, not in every container's init
+        self.host.nofile = nofile
         # Close-on-exec: each child looks at it (is the spawner still there?), then
         # execs. Before Linux 5.3 the error pipe tells instead (less surely).
         with contextlib.suppress(OSError):
@@ -179,7 +185,13 @@ class Spawner:
         cid, spec = message.id, message.spec
         # Non-blocking: containers forked in one group hold each other's write ends
         # until they exec, so EOF may come late; a dead child's report is all there.
-        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:  # out of descriptors (or memory): this one fails alone
+            err = exc.errno or errno.EIO
+            self._refuse(cid, fds, "spawn", err, f"starting container: {os.strerror(err)} "
+                         "(in the spawner)")
+            return None
         try:
             # A v2 cgroup's directory, when the supervisor sent one: the child is born
             # in it and joins nothing.
@@ -268,7 +280,7 @@ class Spawner:
         cid, err_r, err_w, fds = entry.cid, entry.err_r, entry.err_w, entry.fds
         if pid < 0:
             self._refuse(cid, [err_r, err_w, *fds], "fork", -pid,
-                         f"starting container: {os.strerror(-pid)}")
+                         f"starting container: {os.strerror(-pid)} (in the spawner)")
             return
         os.close(err_w)
         for fd in fds:
@@ -282,10 +294,11 @@ class Spawner:
                 os.waitpid(pid, 0)
                 err = exc.errno or errno.EIO
                 self._refuse(cid, [err_r] if err_r >= 0 else [], "fork", err,
-                             f"starting container: {os.strerror(err)}")
+                             f"starting container: {os.strerror(err)} (in the spawner)")
                 return
         self.children[pid] = (cid, err_r, pidfd, entry.report)
         self.by_pidfd[pidfd] = pid
+        self.by_cid[cid] = pid
         self.epoll.register(pidfd, select.EPOLLIN)
         # The supervisor gets its own copy of the pidfd; ours stays in the epoll set.
         self.send(Started(id=cid, pid=pid, start_ticks=start_ticks(pid, *entry.forked_ns)),
@@ -303,6 +316,7 @@ class Spawner:
         os.close(pidfd)
         _pid, status, usage = os.wait4(pid, 0)
         cid, err_r, _pidfd, report = self.children.pop(pid)
+        self.by_cid.pop(cid, None)
         if err_r >= 0:
             report, signum = child_outcome(read_report(err_r))
             if signum is not None and os.WIFEXITED(status):
@@ -310,6 +324,12 @@ class Spawner:
         self.send(Exited(id=cid, pid=pid, status=status, user_s=usage.ru_utime,
                          system_s=usage.ru_stime, maxrss_kib=usage.ru_maxrss,
                          error=report))
+
+    def _kill(self, cid: str) -> None:
+        pid = self.by_cid.get(cid)
+        if pid is not None:  # (else it has exited: Exited is on its way)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.children[pid][2], signal.SIGKILL)
 
     def kill_all(self) -> None:
         for pid in list(self.children):
@@ -373,6 +393,11 @@ class Spawner:
                 for fd in got or []:
                     os.close(fd)
                 return False
+            if isinstance(message, Kill):
+                for fd in got or []:
+                    os.close(fd)
+                self._kill(message.id)
+                continue
             if isinstance(message, Place):
                 for fd in got or []:
                     os.close(fd)
@@ -462,7 +487,7 @@ def read_report(fd: int) -> bytes:
 
 
 def main() -> None:
-    """Entry point: argv is [sock_fd, supervisor_pid]."""
+    """Entry point: argv is [sock_fd, supervisor_pid, containers' soft RLIMIT_NOFILE]."""
     sock_fd, supervisor_pid = int(sys.argv[1]), int(sys.argv[2])
     # Die with the supervisor; if it is already gone, the death signal will never come.
     _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -475,8 +500,14 @@ def main() -> None:
     for sig in ignored:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, ignored)
+    # A pidfd for each container: as many descriptors as the hard limit allows; the
+    # containers get the soft limit the supervisor was started with.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    given = int(sys.argv[3]) if len(sys.argv) > 3 else soft
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sock = socket.socket(fileno=sock_fd)
-    Spawner(sock).serve()
+    Spawner(sock, nofile=(given, hard) if given < hard else None).serve()
     # Nothing to flush or finalize: skip the interpreter's teardown, so the
     # supervisor that waits for us is not kept waiting.
     os._exit(0)

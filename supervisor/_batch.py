@@ -7,6 +7,7 @@ a Supervisor, jobs and a policy, and hears about each job through callbacks.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import os
 import time
@@ -48,6 +49,9 @@ def _discard(job: BatchJob, attempt: int) -> JobOutput:
     return JobOutput()
 
 
+_NO_DESCRIPTOR = frozenset({errno.EMFILE, errno.ENFILE})
+
+
 def _close(*fds: int | None) -> None:
     for fd in fds:
         if fd is not None and fd >= 0:
@@ -62,6 +66,8 @@ class Batch:
         output: Callable[[BatchJob, int], JobOutput] = _discard,
         on_start: Callable[[BatchJob, Container, int], None] | None = None,
         on_result: Callable[[BatchJob, Result], None] | None = None,
+        on_shortage: Callable[[int, SuperviseError], None] | None = None,
+        keep_results: bool = True,
     ) -> None:
         self.supervisor = supervisor
         self.jobs = list(jobs)
@@ -69,6 +75,16 @@ class Batch:
         self.output = output
         self.on_start = on_start
         self.on_result = on_result
+        self.on_shortage = on_shortage
+        # the outcome's list of results; without it (on_result takes each one) a batch
+        # of a million jobs holds none of them
+        self.keep_results = keep_results
+        self.done = 0  # results recorded
+        # At most this many at once, once a start found the machine short of something
+        # (descriptors, memory, processes) while others ran: what they held then;
+        # probing one more with each start that works at the limit. None: as the
+        # admission allows.
+        self.room: int | None = None
         self.queue: deque[tuple[BatchJob, int, int | None]] = deque(
             (job, 1, job.spec.limits.memory_bytes) for job in self.jobs)
         self.reserved: dict[str, int] = {}
@@ -106,7 +122,8 @@ class Batch:
                 while self.queue and not self._stopping:
                     job, attempt, memory = self.queue[0]
                     reserve = admission.memory_of(memory)
-                    if not admission.can_start(reserve, self.reserved.values()):
+                    if not admission.can_start(reserve, self.reserved.values()) or (
+                            self.room is not None and len(self.reserved) >= self.room):
                         break
                     self.queue.popleft()
                     self.reserved[job.name] = reserve
@@ -121,11 +138,12 @@ class Batch:
 
     async def _run_one(self, job: BatchJob, attempt: int, memory: int | None) -> None:
         spec = _with_memory(job.spec, memory)
-        output = self.output(job, attempt)
+        output = JobOutput(None, None)
         started_at = time.time()
         result: Result | None = None
         container: Container | None = None
         try:
+            output = self.output(job, attempt)
             try:
                 container = await self.supervisor.start(
                     dataclasses.replace(spec, stdout=output.stdout, stderr=output.stderr),
@@ -133,10 +151,18 @@ class Batch:
             finally:
                 _close(output.stdout, output.stderr)
             self.running[job.name] = container
+            if self.room is not None and len(self.running) >= self.room:
+                self.room += 1  # (room may have come: try one more, until short again)
             if self.on_start is not None:
                 self.on_start(job, container, attempt)
             result = await container.wait()
+            if container.setup_errno in _NO_DESCRIPTOR and result.error:
+                # its PID 1 could not open what it needed: the spawner is at its limit
+                # (a child starts with a copy of its descriptors)
+                raise SuperviseError(result.error, errno=container.setup_errno)
         except SuperviseError as exc:
+            if exc.shortage and self._hold_back(job, attempt, memory, exc):
+                return
             result = _error_result(job, spec, attempt, started_at, str(exc))
         except anyio.get_cancelled_exc_class():
             if container is not None:
@@ -163,8 +189,23 @@ class Batch:
             return
         self._record(job, result)
 
+    def _hold_back(self, job: BatchJob, attempt: int, memory: int | None,
+                   exc: SuperviseError) -> bool:
+        """A start the machine had no room for: back to the queue's head, and no more
+        at once than run now, if any do (their end makes room); else False."""
+        running = len(self.running)
+        if not running or self._stopping:
+            return False
+        self.room = running if self.room is None else min(self.room, running)
+        self.queue.appendleft((job, attempt, memory))
+        if self.on_shortage is not None:
+            self.on_shortage(self.room, exc)
+        return True
+
     def _record(self, job: BatchJob, result: Result) -> None:
-        self.outcome.results.append(result)
+        self.done += 1
+        if self.keep_results:
+            self.outcome.results.append(result)
         self.counts[result.status] += 1
         if self.on_result is not None:
             self.on_result(job, result)

@@ -124,6 +124,13 @@ class Container:
 
     # -- observation ----------------------------------------------------------
     @property
+    def setup_errno(self) -> int | None:
+        """The errno of the start step its PID 1 failed at, before its command ran
+        (None: it ran, or is running)."""
+        error = self._exit.error if self._exit is not None else None
+        return error.errno if error is not None and error.step != "exec" else None
+
+    @property
     def done(self) -> bool:
         """Whether its PID 1 has exited (its Result may still be in the making)."""
         return self._exited.is_set()

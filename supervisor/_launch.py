@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from ._errors import SuperviseError
+from ._fds import STARTED_SOFT
 
 # nsutil lives beside this package (in a checkout and in site-packages alike).
 _PACKAGES_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,8 @@ def launch(python: str | None = None) -> Launched:
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SPAWNER_IGNORES)
     try:
         process = subprocess.Popen(
-            [*spawner_command(python), str(theirs.fileno()), str(os.getpid())],
+            [*spawner_command(python), str(theirs.fileno()), str(os.getpid()),
+             str(STARTED_SOFT)],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             close_fds=True,

@@ -16,6 +16,7 @@ from nsutil._messages import (
     Exited,
     Failed,
     InitSpec,
+    Kill,
     Place,
     Placed,
     Record,
@@ -132,8 +133,13 @@ class SpawnerClient:
             self._pending.pop(cid, None)
             if pending.failure is None:
                 raise SpawnerGone("the spawner is gone")
-            raise SuperviseError(pending.failure.error.message)
+            error = pending.failure.error
+            raise SuperviseError(error.message, errno=error.errno)
         return pending.start
+
+    async def kill(self, cid: str) -> None:
+        """Have the spawner SIGKILL a container (one whose pidfd did not reach us)."""
+        await self._send(Kill(id=cid), [])
 
     def watch(self, cid: str, on_exit: Callable[[Exited | None], None]) -> None:
         """Call on_exit with the container's exit (None: the spawner died first) as

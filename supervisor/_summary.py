@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import heapq
+import re
 import shlex
 import signal
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ._result import STATUSES, Result, Status, parse_iso_utc
 from ._units import format_bytes
@@ -31,27 +34,59 @@ class Summary:
         return self.counts.get(Status.OK, 0) == self.total
 
 
-def summarize(results: Sequence[Result], top: int = 3) -> Summary:
-    counts = Counter(r.status for r in results)
-    with_peak = [r for r in results if r.peak_memory_bytes is not None]
-    return Summary(
-        counts={status: counts[status] for status in STATUSES if counts[status]},
-        total=len(results),
-        slowest=sorted(results, key=lambda r: r.wall_s, reverse=True)[:top],
-        largest=sorted(with_peak, key=lambda r: r.peak_memory_bytes or 0, reverse=True)[:top],
-        cpu_user_s=sum(r.cpu_user_s or 0.0 for r in results),
-        cpu_system_s=sum(r.cpu_system_s or 0.0 for r in results),
-        failed_writable=_failed_writable(results),
-    )
+def summarize(results: Iterable[Result], top: int = 3) -> Summary:
+    tally = Tally(top)
+    for result in results:
+        tally.add(result)
+    return tally.summary()
 
 
-def _failed_writable(results: Sequence[Result]) -> tuple[str, ...] | None:
-    """What the failed jobs could write to, for the reader of an EROFS in their logs."""
-    seen = {tuple(r.writable) for r in results
-            if r.status == Status.FAILED and r.writable is not None and list(r.writable) != ["/"]}
-    if not seen:
-        return None
-    return seen.pop() if len(seen) == 1 else ()
+class Tally:
+    """A summary kept as results come, in constant memory (counts, sums, the top few):
+    a batch of a million jobs keeps no list of them."""
+
+    def __init__(self, top: int = 3) -> None:
+        self.top = top
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.cpu_user_s = 0.0
+        self.cpu_system_s = 0.0
+        # min-heaps of the top few (key, -arrival, result): the smallest goes first, and
+        # of equals the latest, as a stable sort by key, largest first, would keep them
+        self._slowest: list[tuple[float, int, Result]] = []
+        self._largest: list[tuple[int, int, Result]] = []
+        self._writable: set[tuple[str, ...]] = set()  # two at most: then they differ
+
+    def add(self, result: Result) -> None:
+        self.total += 1
+        self.counts[result.status] += 1
+        self.cpu_user_s += result.cpu_user_s or 0.0
+        self.cpu_system_s += result.cpu_system_s or 0.0
+        _keep(self._slowest, (result.wall_s, -self.total, result), self.top)
+        if result.peak_memory_bytes is not None:
+            _keep(self._largest, (result.peak_memory_bytes, -self.total, result), self.top)
+        if (result.status == Status.FAILED and result.writable is not None
+                and list(result.writable) != ["/"] and len(self._writable) < 2):
+            self._writable.add(tuple(result.writable))
+
+    def summary(self) -> Summary:
+        writable = (None if not self._writable else
+                    next(iter(self._writable)) if len(self._writable) == 1 else ())
+        return Summary(
+            counts={status: self.counts[status] for status in STATUSES if self.counts[status]},
+            total=self.total,
+            slowest=[r for _, _, r in sorted(self._slowest, reverse=True)],
+            largest=[r for _, _, r in sorted(self._largest, reverse=True)],
+            cpu_user_s=self.cpu_user_s, cpu_system_s=self.cpu_system_s,
+            failed_writable=writable)
+
+
+def _keep(heap: list[tuple[Any, int, Result]], entry: tuple[Any, int, Result], top: int
+          ) -> None:
+    if len(heap) < top:
+        heapq.heappush(heap, entry)
+    elif entry[:2] > heap[0][:2]:
+        heapq.heapreplace(heap, entry)
 
 
 def format_summary(summary: Summary, wall_s: float, not_run: int = 0) -> list[str]:
@@ -112,3 +147,29 @@ def _joblog(seq: int, result: Result, host: str, exitval: int, sig: int) -> str:
     command = shlex.join(result.argv).replace("\t", " ").replace("\n", " ")
     return (f"{seq}\t{host}\t{parse_iso_utc(result.started_at):.3f}\t{result.wall_s:.3f}\t0\t0\t"
             f"{exitval}\t{sig}\t{command}")
+
+
+class SameErrors:
+    """Each job's error said as it comes, but only the first SHOWN of a kind (the same
+    message, container ids aside): a thousand jobs that fail alike are three lines and
+    one that says how many more there were (`rest`, at the end)."""
+
+    SHOWN = 3
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.example: dict[str, str] = {}
+
+    def say(self, name: str, error: str) -> str | None:
+        """The line to say now for a job that ended in error, None if it is one too many."""
+        kind = _CONTAINER_ID.sub("…", error)
+        self.counts[kind] += 1
+        self.example.setdefault(kind, error)
+        return f"{name}: {error}" if self.counts[kind] <= self.SHOWN else None
+
+    def rest(self) -> list[str]:
+        return [f"{n - self.SHOWN} more jobs ended with the same error: {self.example[kind]}"
+                for kind, n in self.counts.items() if n > self.SHOWN]
+
+
+_CONTAINER_ID = re.compile(r"\b[0-9a-f]{12}\b")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
 import os
 import time
@@ -21,6 +22,7 @@ from . import _state
 from ._container import Container, remove_cgroup
 from ._devices import DEFAULT_RULES
 from ._errors import SuperviseError
+from ._fds import raise_soft_limit
 from ._gc import shared_name
 from ._ids import new_id
 from ._loopback import loopback_up_request
@@ -90,6 +92,7 @@ class Supervisor:
         except BaseException:
             self._remove_shared()
             raise
+        raise_soft_limit()  # (after the spawner's launch: see _fds)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._serve_spawner)
@@ -336,8 +339,8 @@ class Supervisor:
             try:
                 self._journal.reserve(cid)
             except OSError as exc:
-                raise SuperviseError(
-                    f"writing state to {self._state_dir}: {exc.strerror}") from exc
+                raise SuperviseError(f"writing state to {self._state_dir}: {exc.strerror}",
+                                     errno=exc.errno) from exc
         try:
             # The shared "supervise" parents stay for our lifetime (removed once, at
             # the end), so each container costs one mkdir per hierarchy.
@@ -347,7 +350,7 @@ class Supervisor:
                 unified=can_mount or not self._shared_unified)
         except cgroupfs.CgroupError as exc:
             self._unreserve(cid)
-            raise SuperviseError(str(exc)) from exc
+            raise SuperviseError(str(exc), errno=exc.errno) from exc
         self._names.add(name)
         # On v2 the spawner makes PID 1 inside its cgroup (clone3 CLONE_INTO_CGROUP):
         # no migration, so no global lock (and its RCU grace period). On v1 PID 1 is
@@ -374,11 +377,16 @@ class Supervisor:
             )
             started_at = time.time()
             client, spawned = await self._spawn(cid, init, fds)
-        except BaseException:
+            if spawned.pidfd is None:
+                await self._unwatchable(client, cid)
+        except BaseException as exc:
             self._names.discard(name)
             with anyio.CancelScope(shield=True):
                 if await remove_cgroup(cgroup) is None:  # else gc finds it, reserved
                     self._unreserve(cid)
+            if isinstance(exc, OSError):  # opening the cgroup's directory (EMFILE, say)
+                raise SuperviseError(f"starting container: {exc.strerror}",
+                                     errno=exc.errno) from exc
             raise
         finally:
             for fd in owned:
@@ -413,6 +421,19 @@ class Supervisor:
                     while self._client is client:
                         await self._client_changed.wait()
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _unwatchable(client: SpawnerClient, cid: str) -> None:
+        """A container started, but its pidfd was dropped on its way here (this process
+        is out of descriptors): one we could not signal must not run. The spawner kills
+        it; the start fails as one the spawner had no room for."""
+        ended = anyio.Event()
+        client.watch(cid, lambda _exit: ended.set())
+        with anyio.CancelScope(shield=True):
+            await client.kill(cid)
+            await ended.wait()
+        raise SuperviseError("starting container: Too many open files (in the supervisor)",
+                             errno=errno.EMFILE)
 
     def _stdio(self, spec: ContainerSpec) -> tuple[list[int], tuple[int, int, int]]:
         fds: list[int] = []

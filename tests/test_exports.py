@@ -48,7 +48,8 @@ def test_the_spawner_stays_lean() -> None:
 def test_nsutil_public_api() -> None:
     assert sorted(nsutil.__all__) == sorted([
         "CHUNK", "EXIT_NOT_EXECUTABLE", "EXIT_NOT_FOUND", "EXIT_SETUP_FAILED", "Decoder",
-        "Exited", "Failed", "FsView", "Host", "InitSpec", "Place", "Placed", "Plan", "Receiver",
+        "Exited", "Failed", "FsView", "Host", "InitSpec", "Kill", "Place", "Placed", "Plan",
+        "Receiver",
         "Record",
         "Shutdown",
         "Spawn", "Spawner", "Started", "StepError", "StepReport", "WireError", "child_main",

@@ -4,6 +4,7 @@ checked jobs; a BatchRunner runs them."""
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import click
 
 from .._batch_job import BatchJob
 from .._errors import JobsFileError, SuperviseError, UsageError
+from .._fds import fd_shortfall
 from .._host import host_facts, require_root, require_seccomp
 from .._jobs import input_jobs, parse_jobs, read_bounded
 from .._jobs_check import batch_grant, check_jobs
@@ -100,6 +102,11 @@ def batch_command(**flags: Any) -> None:
                               flags["sbatch_arg"], flags["memory_budget"] is not None))
     require_root()
     require_seccomp(job.spec for job in jobs)
+    short = fd_shortfall(min(options.policy.admission.max_jobs, len(jobs)),
+                         resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                         logs=options.logs is not None, tag=options.tag)
+    if short is not None:
+        raise BatchUsageError(short)
     if options.logs is not None:
         try:
             os.makedirs(options.logs, exist_ok=True)

@@ -3,6 +3,7 @@ signals and the summary."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
@@ -17,11 +18,19 @@ import anyio.abc
 from .._batch import Batch, BatchOutcome, JobOutput
 from .._batch_job import BatchJob
 from .._container import Container
+from .._errors import SuperviseError
 from .._result import Result, Status
 from .._results_file import LineWriter, repair_torn_tail
 from .._sampling import BatchProgress, FinishedJob
 from .._spec import DEVNULL
-from .._summary import JOBLOG_HEADER, end_message, format_summary, joblog_line, summarize
+from .._summary import (
+    JOBLOG_HEADER,
+    SameErrors,
+    Tally,
+    end_message,
+    format_summary,
+    joblog_line,
+)
 from .._supervisor import Supervisor
 from .._units import format_bytes
 from ._batch_monitor import Monitor
@@ -55,6 +64,8 @@ class BatchRunner:
         self._relays: anyio.abc.TaskGroup | None = None
         self._seq = 0
         self._warned: set[str] = set()
+        self.errors = SameErrors()  # (a thousand alike are not a thousand lines)
+        self.tally = Tally()  # the summary, kept as the results come
 
     # -- output -----------------------------------------------------------------
     def warn_once(self, key: str, message: str) -> None:
@@ -75,6 +86,9 @@ class BatchRunner:
             except OSError as exc:
                 if out is not None:
                     os.close(out)
+                if exc.errno in (errno.EMFILE, errno.ENFILE):  # the batch waits for room
+                    raise SuperviseError(f"--logs {logs}: {exc.strerror}",
+                                         errno=exc.errno) from exc
                 # A full or broken logs directory must not stop the batch: the job
                 # runs, its output is discarded, and the user hears it once.
                 self.warn_once("logs", f"--logs {logs}: {exc.strerror}: output of "
@@ -82,8 +96,16 @@ class BatchRunner:
                 return JobOutput(DEVNULL, DEVNULL)
             return JobOutput(out, err, out_path, err_path)
         if self.options.tag and self._relays is not None:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            except OSError as exc:
+                raise SuperviseError(f"--tag: {exc.strerror}", errno=exc.errno) from exc
+            try:
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            except OSError as exc:
+                os.close(out_r)
+                os.close(out_w)
+                raise SuperviseError(f"--tag: {exc.strerror}", errno=exc.errno) from exc
             self._relays.start_soon(_relay, out_r, job.name, 1)
             self._relays.start_soon(_relay, err_r, job.name, 2)
             return JobOutput(out_w, err_w)
@@ -91,6 +113,7 @@ class BatchRunner:
 
     # -- records ----------------------------------------------------------------
     def on_result(self, job: BatchJob, result: Result) -> None:
+        self.tally.add(result)
         self._seq += 1
         seq = job.seq or self._seq  # its place in the input (jobs made in Python: finishing order)
         self.finished.append(FinishedJob(result.name, result.status, result.exit_code,
@@ -105,11 +128,19 @@ class BatchRunner:
             # (one warning about the logs: a directory out of inodes also fails opens)
             self.warn_once("logs", f"--logs {logs} is full: jobs' output is cut "
                            "short from here on")
-        if result.status not in (Status.OK, Status.CANCELLED):
+        if result.status is Status.ERROR and result.error:
+            line = self.errors.say(job.name, result.error)
+            if line is not None:
+                say(line)
+        elif result.status not in (Status.OK, Status.CANCELLED):
             message = end_message(result, job.spec.timeout)
-            if message is not None and result.error:
-                message = f"{job.name}: {message}"
             say(message or f"{job.name} {result.status}: exit {result.exit_code}")
+
+    def on_shortage(self, room: int, exc: SuperviseError) -> None:
+        """A start found the machine short (descriptors, memory, processes) while other
+        jobs ran: the batch goes on with fewer at once; said once."""
+        self.warn_once("shortage", f"{exc} with {room} jobs running: the rest wait, "
+                       "starting as others end")
 
     def on_start(self, job: BatchJob, container: Container, attempt: int) -> None:
         if attempt > 1:
@@ -121,7 +152,7 @@ class BatchRunner:
     def progress(self) -> BatchProgress:
         assert self.batch is not None
         return BatchProgress(
-            total=len(self.jobs), done=len(self.batch.outcome.results),
+            total=len(self.jobs), done=self.batch.done,
             running=len(self.batch.running), queued=len(self.batch.queue),
             counts=dict(self.batch.counts), elapsed_s=time.monotonic() - self.started_mono)
 
@@ -135,7 +166,7 @@ class BatchRunner:
 
     def progress_line(self) -> str:
         assert self.batch is not None
-        done = len(self.batch.outcome.results)
+        done = self.batch.done
         not_ok = done - self.batch.counts.get(Status.OK, 0)
         return (f"{done}/{len(self.jobs)} done ({not_ok} not ok), "
                 f"{len(self.batch.running)} running, {len(self.batch.queue)} queued, "
@@ -187,7 +218,8 @@ class BatchRunner:
 
     async def _run(self, sup: Supervisor, signals: AsyncIterator[int]) -> BatchOutcome:
         self.batch = Batch(sup, self.jobs, self.options.policy, output=self.output,
-                           on_start=self.on_start, on_result=self.on_result)
+                           on_start=self.on_start, on_result=self.on_result,
+                           on_shortage=self.on_shortage, keep_results=False)
         async with anyio.create_task_group() as relays:
             self._relays = relays
             async with anyio.create_task_group() as tg:
@@ -214,7 +246,9 @@ class BatchRunner:
             raise BatchUsageError(f"{flag} {path}: {exc.strerror}") from exc
 
     def _finish(self, outcome: BatchOutcome) -> int:
-        summary = summarize(outcome.results)
+        for line in self.errors.rest():
+            say(line)
+        summary = self.tally.summary()
         wall = time.monotonic() - self.started_mono
         for line in format_summary(summary, wall, not_run=outcome.not_started):
             say(line)
@@ -224,7 +258,7 @@ class BatchRunner:
             say(f"halted: --halt {outcome.halted.when},{outcome.halted.condition} reached")
         lost = [w for w in (self.results, self.joblog) if w is not None and w.lost]
         for writer in lost:
-            say(f"{writer.lost} of {len(outcome.results)} records were not written to "
+            say(f"{writer.lost} of {self.tally.total} records were not written to "
                 f"{writer.path} ({writer.error})")
         if lost:
             return EXIT_SUPERVISE_FAILED  # what it ran is not all on record

@@ -31,7 +31,7 @@ from .._slurm import (
     shard_argv,
     shard_rows,
 )
-from .._summary import JOBLOG_HEADER, format_summary, joblog_line, summarize
+from .._summary import JOBLOG_HEADER, SameErrors, format_summary, joblog_line, summarize
 from ._batch_options import BatchOptions, BatchUsageError
 from ._output import EXIT_SUPERVISE_FAILED, say
 
@@ -270,9 +270,14 @@ def _record(options: BatchOptions, merged: list[Result], seqs: list[int], wall: 
             say(f"{writer.lost} of {len(merged)} records were not written to {path} "
                 f"({writer.error})")
             lost += writer.lost
+    errors = SameErrors()
     for result in merged:
         if result.status is Status.ERROR and result.error:
-            say(f"{result.name}: {result.error}")
+            line = errors.say(result.name, result.error)
+            if line is not None:
+                say(line)
+    for line in errors.rest():
+        say(line)
     summary = summarize(merged)
     for line in format_summary(summary, wall):
         say(line)
