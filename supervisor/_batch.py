@@ -50,6 +50,7 @@ def _discard(job: BatchJob, attempt: int) -> JobOutput:
 
 
 _NO_DESCRIPTOR = frozenset({errno.EMFILE, errno.ENFILE})
+_STOP, _KILL = 1, 2  # how the running jobs are being ended
 
 
 def _close(*fds: int | None) -> None:
@@ -93,6 +94,7 @@ class Batch:
         self.counts: Counter[str] = Counter()
         self._wake = anyio.Event()
         self._stopping = False
+        self._ending = 0  # _STOP or _KILL once the running jobs are being ended
         self._tg: anyio.abc.TaskGroup | None = None
 
     def _notify(self) -> None:
@@ -105,14 +107,22 @@ class Batch:
 
     def cancel_running(self) -> None:
         """Stop the running jobs (SIGTERM, their stop timeout, SIGKILL); they end
-        as `cancelled`."""
+        as `cancelled`. So are those still starting, once they have."""
+        self._ending = max(self._ending, _STOP)
         for container in list(self.running.values()):
-            if self._tg is not None:
-                self._tg.start_soon(functools.partial(container.stop, cancel=True))
+            self._end(container)
 
     def kill_running(self) -> None:
+        """SIGKILL the running jobs (and those still starting, once they have)."""
+        self._ending = _KILL
         for container in list(self.running.values()):
+            self._end(container)
+
+    def _end(self, container: Container) -> None:
+        if self._ending == _KILL:
             container.kill(cancel=True)
+        elif self._ending == _STOP and self._tg is not None:
+            self._tg.start_soon(functools.partial(container.stop, cancel=True))
 
     async def run(self) -> BatchOutcome:
         admission = self.policy.admission
@@ -151,6 +161,8 @@ class Batch:
             finally:
                 _close(output.stdout, output.stderr)
             self.running[job.name] = container
+            if self._ending:  # it was starting when the running ones were stopped
+                self._end(container)
             if self.room is not None and len(self.running) >= self.room:
                 self.room += 1  # (room may have come: try one more, until short again)
             if self.on_start is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -88,3 +88,72 @@ async def test_tagged_output_is_whole_lines_each_with_the_name() -> None:
         for fd in (job_w, ours_r, ours_w):
             if fd >= 0:
                 os.close(fd)
+
+
+class _Starting:
+    """A stand-in Supervisor whose starts wait for `go`; its containers end only when
+    stopped or killed."""
+
+    def __init__(self) -> None:
+        self.go = trio.Event()
+        self.started: list[_Held] = []
+
+    async def start(self, spec: object, *, unique_name: bool = True) -> _Held:
+        await self.go.wait()
+        held = _Held(spec)
+        self.started.append(held)
+        return held
+
+
+class _Held:
+    setup_errno = None
+
+    def __init__(self, spec: object) -> None:
+        self.spec = spec
+        self.ended = trio.Event()
+        self.how = ""
+
+    def kill(self, *, cancel: bool = False) -> None:
+        self.how = self.how or "kill"
+        self.ended.set()
+
+    async def stop(self, *, cancel: bool = False) -> None:
+        self.how = self.how or "stop"
+        self.ended.set()
+
+    async def wait(self) -> object:
+        await self.ended.wait()
+        return _result(self.spec)
+
+
+def _result(spec: object) -> object:
+    from supervisor._result import Result
+
+    return Result(name="j", line=None, argv=["sleep"], status="cancelled", exit_code=None,
+                  signal=9, oom_killed=False, timed_out=False, attempts=1,
+                  started_at="2026-01-01T00:00:00Z", ended_at="2026-01-01T00:00:00Z",
+                  wall_s=0.0, cpu_user_s=None, cpu_system_s=None, peak_memory_bytes=None,
+                  memory_limit_bytes=None, stdout_path=None, stderr_path=None, error=None)
+
+
+@pytest.mark.parametrize("end", ["cancel_running", "kill_running"])
+async def test_jobs_still_starting_when_the_batch_is_stopped_are_ended_too(end: str) -> None:
+    """Ctrl-C (or --halt now) while starts are in flight: each container that comes up
+    after it is stopped (or killed) at once, not left to run out its time."""
+    from supervisor import ContainerSpec
+    from supervisor._batch import Batch
+    from supervisor._batch_job import BatchJob, BatchPolicy
+    from supervisor._schedule import Admission
+
+    sup = _Starting()
+    jobs = [BatchJob(f"job-{n}", ContainerSpec(["sleep", "60"])) for n in range(5)]
+    batch = Batch(cast("Any", sup), jobs, BatchPolicy(Admission(max_jobs=5)))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(batch.run)
+            await trio.testing.wait_all_tasks_blocked()  # all five starts in flight
+            batch.stop()
+            getattr(batch, end)()
+            sup.go.set()
+    assert len(sup.started) == 5
+    assert {held.how for held in sup.started} == {"stop" if end == "cancel_running" else "kill"}
