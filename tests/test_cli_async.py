@@ -122,7 +122,8 @@ class _Held:
         self.ended.set()
 
     async def wait(self) -> object:
-        await self.ended.wait()
+        with trio.move_on_after(2):  # (a sleep 60 neither stopped nor killed: runs on)
+            await self.ended.wait()
         return _result(self.spec)
 
 
