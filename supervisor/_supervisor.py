@@ -31,6 +31,9 @@ from ._spawner_client import Spawned, SpawnerClient, SpawnerGone
 from ._spec import DEVNULL, ContainerSpec
 
 _LIMIT_FIELDS = dataclasses.fields(cgroupfs.Limits)
+# Starts in flight at most (made, sent, not yet answered): enough to keep the spawner's
+# groups (32) and its launchers busy.
+STARTS_AT_ONCE = 64
 # v1 hierarchies where every container has a cgroup of its own: its figures.
 PER_CONTAINER = ("memory", "cpuacct")
 _SERIALS = itertools.count()  # the supervisors of this process (see _make_shared)
@@ -66,6 +69,7 @@ class Supervisor:
         self._python = python
         self._client: SpawnerClient | None = None
         self._client_changed = anyio.Event()
+        self._starting = anyio.Semaphore(STARTS_AT_ONCE)
         self._tg: anyio.abc.TaskGroup | None = None
         self._containers: dict[str, Container] = {}
         self._names: set[str] = set()
@@ -307,7 +311,10 @@ class Supervisor:
                     f"claiming the name {name!r} in {self._state_dir}: {exc.strerror}") from exc
             self._claimed.add(cid)
         try:
-            return await self._start(spec, cid, name)
+            # A few starts at a time: ten thousand at once would each hold a cgroup
+            # and its descriptors, waiting, before the first container ran.
+            async with self._starting:
+                return await self._start(spec, cid, name)
         except BaseException:
             if named:
                 self._claimed.discard(cid)
