@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -123,6 +125,11 @@ class Container:
         await self._exited.wait()
 
     # -- observation ----------------------------------------------------------
+    @functools.cached_property
+    def command(self) -> str:
+        """Its command line, shell-quoted (as the views show it; made once)."""
+        return shlex.join(self.spec.argv)
+
     @property
     def setup_errno(self) -> int | None:
         """The errno of the start step its PID 1 failed at, before its command ran

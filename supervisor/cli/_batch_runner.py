@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import signal
 import time
 from collections import deque
@@ -161,7 +160,7 @@ class BatchRunner:
         from .._sampler import Target
 
         assert self.batch is not None
-        return [Target(c.id, c.name, c.pid, shlex.join(c.spec.argv), c.started_at, c.cgroup)
+        return [Target(c.id, c.name, c.pid, c.command, c.started_at, c.cgroup)
                 for c in self.batch.running.values()]
 
     def progress_line(self) -> str:
