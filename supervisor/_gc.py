@@ -156,14 +156,17 @@ def plan_gc(
     records: dict[str, list[ContainerState]] = {}
     for state in states:
         records.setdefault(state.id, []).append(state)
+    paths: dict[str, list[str]] = {}  # id -> its dirs (one per hierarchy): no n x m scan
+    for d in dirs:
+        paths.setdefault(d.id, []).append(d.path)
     stale = tuple(
-        Stale(cid, tuple(found), tuple(d.path for d in dirs if d.id == cid))
+        Stale(cid, tuple(found), tuple(paths.get(cid, ())))
         for cid, found in records.items()
         if not any(supervisor_alive(s) for s in found)
     )
     unrecorded = [d for d in dirs if d.id not in records]
     abandoned = tuple(
-        Abandoned(cid, reserved[cid][0], tuple(d.path for d in unrecorded if d.id == cid))
+        Abandoned(cid, reserved[cid][0], tuple(paths[cid]))
         for cid in sorted({d.id for d in unrecorded
                            if d.id in reserved and not reserved[d.id][1]}))
     orphans = tuple(
@@ -297,11 +300,16 @@ def collect(state_dir: str | None = None, *, layout: cgroupfs.Layout | None = No
                    reserved=reserved)
 
 
-def _strike(stale: Stale, state_dir: str | None) -> None:
-    _state.remove_states([stale.id], state_dir)
-    for record in stale.records:
-        with contextlib.suppress(ValueError):
-            _state.release_name(record.name, record.id, state_dir)
+def _strike(stales: Sequence[Stale], state_dir: str | None) -> None:
+    """Their records out of the journals, at once (each journal read once, however many
+    go: a dead batch of thousands is not thousands of replays), their names released."""
+    if not stales:
+        return
+    _state.remove_states([stale.id for stale in stales], state_dir)
+    for stale in stales:
+        for record in stale.records:
+            with contextlib.suppress(ValueError):
+                _state.release_name(record.name, record.id, state_dir)
 
 
 def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
@@ -331,6 +339,7 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         touched_parents.update(os.path.dirname(p) for p in dirs)
         return True
 
+    struck: list[Stale] = []
     for stale in plan.stale:
         # Re-check: a record may have been replaced, or removed by another gc.
         if any(_state.supervisor_alive(s) for s in stale.records):
@@ -347,8 +356,10 @@ def execute(plan: GcPlan, layout: cgroupfs.Layout, state_dir: str | None = None,
         elif not destroy(stale.id, stale.dirs, f"{stale.id} ({stale.records[0].name})",
                          "its records say its supervisor is gone"):
             continue
-        _strike(stale, state_dir)
+        struck.append(stale)
         done(f"removed {stale.shown}")
+    _strike(struck, state_dir)
+
     def remove_empty(path: str, why: str) -> bool:
         """rmdir a cgroup no process uses (none is ever killed here); True if it went."""
         if cgroupfs.populated(path):
