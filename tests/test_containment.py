@@ -776,9 +776,10 @@ def test_no_job_reads_another_jobs_environment_from_its_pid1(
     reader = shlex.join([*flags, "--name", "reader", "-e", f"MINE={''.join(mine)}", "--",
                          SYSTEM_PYTHON, "-c", one_line, *theirs, *mine])
     jobs = tmp_path / "jobs.txt"
-    jobs.write_text(f"--name holder -e SECRET={''.join(theirs)} -- sleep 30\n{reader}\n")
+    jobs.write_text(f"--name holder -e SECRET={''.join(theirs)} -- sleep 300\n{reader}\n")
     logs = tmp_path / "logs"
-    # The holder is stopped once the reader is done.
+    # The holder is stopped once the reader is done (it sleeps longer than any reader
+    # takes, however loaded the machine: with 30 s, a slow VM once let it end first).
     done = supervise("batch", str(jobs), "-j", "2", "--no-live", "--logs", str(logs),
                      "--halt", "now,done=1")
     assert done.returncode == 1, done.stderr  # the holder was cancelled
