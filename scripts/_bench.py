@@ -254,6 +254,13 @@ def exe(pid: int) -> str:
         return ""
 
 
+def fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -610,6 +617,8 @@ class ScaleRun:
     spawner_rss: int
     container_procs: int
     python_procs: int
+    supervisor_fds: int = 0
+    spawner_fds: int = 0
     idle_cpu_pct: float | None = None
     idle_cpu_pct_supervisor_only: float | None = None
     idle_window_s: float | None = None
@@ -648,6 +657,7 @@ def scale_run(tmp: Path, n: int, idle_window: float | None) -> ScaleRun:
             supervisor_rss=rss_bytes(proc.pid) or 0, spawner_rss=rss_bytes(spawner) or 0,
             container_procs=len(procs),
             python_procs=sum("python" in os.path.basename(exe(p)) for p in procs),
+            supervisor_fds=fd_count(proc.pid), spawner_fds=fd_count(spawner),
         )
         if idle_window:
             # Containers started first end sleep_s after they started: stay clear of that.
@@ -687,6 +697,11 @@ def bench_scale(rep: Report, tmp: Path, n: int, idle_window: float) -> None:
     rep.add(Row(sec, "Python interpreters resident per container",
                 big.python_procs / n, "per container", target="= 0",
                 meets=big.python_procs == 0))
+    for who, with_n, with_1 in (("supervisor", big.supervisor_fds, base.supervisor_fds),
+                                ("spawner", big.spawner_fds, base.spawner_fds)):
+        rep.add(Row(sec, f"{who}'s file descriptors per container", (with_n - with_1)
+                    / max(n - 1, 1), "fds"))
+        rep.metric(sec, f"{who}_fds", with_n)
     rep.add(Row(sec, f"supervisor RSS with {n}", big.supervisor_rss / MiB, "MiB"))
     rep.add(Row(sec, f"spawner RSS with {n}", big.spawner_rss / MiB, "MiB"))
     own_target = 300 if n >= 10_000 else 100  # (issue 16: 300 MiB with 10,000 live)
