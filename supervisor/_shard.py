@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from ._errors import UsageError
 
-__all__ = ["Shard", "parse_shard", "select"]
+__all__ = ["Shard", "parse_shard", "select", "shard_of"]
 
 T = TypeVar("T")
 
@@ -33,10 +33,15 @@ class Shard:
 
     def owns(self, seq: int) -> bool:
         """Whether the job numbered seq (from 1) is this shard's."""
-        return (seq - 1) % self.count + 1 == self.index
+        return shard_of(seq, self.count) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+def shard_of(seq: int, count: int) -> int:
+    """The shard (from 1, of count) that runs the job numbered seq (from 1): round robin."""
+    return (seq - 1) % count + 1
 
 
 def parse_shard(text: str, environ: Mapping[str, str]) -> Shard:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ._errors import UsageError
 from ._result import Result, Status, iso_utc
+from ._shard import shard_of
 
 __all__ = [
     "ShardRow", "TaskInfo", "jobs_per_task", "merge", "parse_task_states", "parse_tasks",
@@ -131,7 +132,7 @@ def parse_task_states(scontrol: str) -> dict[int, str]:
 
 def task_of(place: int, shards: int) -> int:
     """The array task (from 0) whose shard runs the job at place (from 1)."""
-    return (place - 1) % shards
+    return shard_of(place, shards) - 1
 
 
 def jobs_per_task(jobs: int, shards: int) -> list[int]:
